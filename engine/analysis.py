@@ -1,0 +1,163 @@
+"""Tables from run directories: the comparisons a report needs, and the runs overview.
+
+Pure Python over the run directory format (no torch): the CLI and the app render the
+same Table objects, and export them as Markdown or CSV.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import rundir as rd
+from .config import Config, Experiment
+
+# Column formats: how a raw cell value is shown (CSV keeps the raw value).
+PCT, DPCT, INT, SECS, RATE, TEXT = "pct", "dpct", "int", "secs", "rate", "text"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list  # [(name, format)]
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def formatted(self) -> list[list[str]]:
+        return [[fmt(v, f) for v, (_, f) in zip(row, self.columns)] for row in self.rows]
+
+    def to_markdown(self) -> str:
+        head = [n for n, _ in self.columns]
+        align = ["---" if f == TEXT else "---:" for _, f in self.columns]
+        lines = [f"### {self.title}", "", "| " + " | ".join(head) + " |",
+                 "| " + " | ".join(align) + " |"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+                  for row in self.formatted()]
+        lines += [""] + [f"_{n}_" for n in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([n for n, _ in self.columns])
+        for row in self.rows:
+            w.writerow(["" if v is None else (round(v, 6) if isinstance(v, float) else v)
+                        for v in row])
+        return buf.getvalue()
+
+    def to_rich(self):
+        from rich.table import Table as RichTable
+
+        t = RichTable(title=self.title, title_justify="left", caption="\n".join(self.notes),
+                      caption_justify="left")
+        for name, f in self.columns:
+            t.add_column(name, justify="left" if f == TEXT else "right")
+        for row in self.formatted():
+            t.add_row(*row)
+        return t
+
+
+def fmt(v, f: str) -> str:
+    if v is None or v == "":
+        return "-"
+    if f == PCT:
+        return f"{100 * v:.2f}%"
+    if f == DPCT:
+        return f"{100 * v:+.2f}"
+    if f == INT:
+        return f"{int(v):,}"
+    if f == SECS:
+        return duration(v)
+    if f == RATE:
+        return f"{v:,.0f}"
+    return str(v)
+
+
+def duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def measured(exp: Experiment, summary: dict | None) -> float | None:
+    if not summary:
+        return None
+    metric = exp.expect.metric if exp.expect else "test_acc_at_best"
+    return summary.get(metric)
+
+
+def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
+    if name not in config.compares:
+        from .config import ConfigError, suggest
+        raise ConfigError(f"no comparison named {name!r}{suggest(name, config.compares)}"
+                          f" (declared: {', '.join(config.compares) or 'none'})",
+                          str(config.path))
+    comp = config.compares[name]
+    exps = [config.experiments[n] for n in comp.experiments]
+    latest = {e.name: rd.latest_done(runs_dir, e.name) for e in exps}
+    if comp.kind == "summary":
+        table = Table(comp.title, [("Experiment", TEXT), ("Metric", TEXT), ("Expected", PCT),
+                                   ("Measured", PCT), ("Delta", DPCT), ("Epochs", INT),
+                                   ("Wall", SECS), ("Run", TEXT)])
+        for e in exps:
+            run = latest[e.name]
+            s = run.summary if run else None
+            got = measured(e, s)
+            want = e.expect.value if e.expect else None
+            table.rows.append([
+                e.title, e.expect.metric if e.expect else "test_acc_at_best", want, got,
+                got - want if got is not None and want is not None else None,
+                s.get("epochs") if s else None, s.get("wall_s") if s else None,
+                run.run_id if run else "no successful run"])
+        table.notes.append("Measured: the latest successful run of each experiment. "
+                           "test_acc_at_best is the test accuracy at the epoch of lowest "
+                           "test loss.")
+        return table
+    table = Table(comp.title, [
+        ("Experiment", TEXT), ("Init", TEXT), ("Trains", TEXT), ("Trainable", INT),
+        ("Epochs", INT), ("Best ep.", INT), ("Acc@best", PCT), ("Final acc", PCT),
+        ("Wall", SECS), ("img/s", RATE)])
+    for e in exps:
+        run = latest[e.name]
+        s = (run.summary if run else None) or {}
+        table.rows.append([
+            e.title, e.settings.init or "random", ",".join(e.settings.train_layers),
+            s.get("params_trainable"), s.get("epochs"), s.get("best_epoch"),
+            s.get("test_acc_at_best"), s.get("final_test_acc"), s.get("wall_s"),
+            s.get("median_images_per_s")])
+    table.notes.append("Acc@best: test accuracy at the epoch of lowest test loss; "
+                       "latest successful run of each experiment.")
+    return table
+
+
+def run_progress(run: rd.Run, epochs: list[dict] | None = None, now: float | None = None) -> dict:
+    """What the runs overview shows of one run: best accuracy so far, speed, elapsed, ETA."""
+    now = now or time.time()
+    if epochs is None:
+        epochs = [m for m in rd.read_jsonl(run.path / rd.METRICS) if m.get("kind") == "epoch"]
+    best = max((m["test_acc"] for m in epochs if m.get("test_acc") is not None), default=None)
+    rate = epochs[-1].get("images_per_s") if epochs else None
+    start = run.started
+    end = run.ended if run.raw_state in rd.FINAL_STATES else None
+    elapsed = ((end or now) - start) if start else None
+    eta = None
+    if run.raw_state == "running" and epochs:
+        per_epoch = sum(m.get("epoch_s") or 0 for m in epochs) / len(epochs)
+        eta = per_epoch * max(0, run.epochs - len(epochs))
+    return {"best_acc": best, "images_per_s": rate, "elapsed": elapsed, "eta": eta}
+
+
+def runs_table(runs: list[rd.Run]) -> Table:
+    table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
+                           ("Epoch", TEXT), ("Best acc", PCT), ("img/s", RATE),
+                           ("Elapsed", SECS), ("ETA", SECS)])
+    for run in runs:
+        p = run_progress(run)
+        table.rows.append([run.state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
+                           p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
+    return table

@@ -1,0 +1,226 @@
+"""python -m engine: everything the app does, scriptable.
+
+Exit codes: 0 success; 1 a run ended failed, diverged or cancelled; 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import rundir as rd
+from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table
+from .config import ConfigError, load
+from .runner import RunError, cancel, launch_detached, resume_run, run_experiment
+
+
+def _config_path(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    env = os.environ.get("ROTUNDA_CONFIG")
+    return Path(env) if env else Path("experiments.toml")
+
+
+def _print_table(table: Table) -> None:
+    from rich.console import Console
+    Console().print(table.to_rich())
+
+
+def cmd_list(args) -> int:
+    config = load(_config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    table = Table(f"Experiments in {config.path.name}", [
+        ("Group", TEXT), ("Name", TEXT), ("Task", TEXT), ("Model", TEXT), ("Data", TEXT),
+        ("Epochs", TEXT), ("Init", TEXT), ("Expected", PCT), ("Latest", TEXT)])
+    for group, exps in config.groups().items():
+        for e in exps:
+            runs = rd.list_runs(runs_dir, e.name)
+            s = e.settings
+            table.rows.append([group, e.name, s.task, s.model, s.dataset, str(s.epochs),
+                               s.init or "-", e.expect.value if e.expect else None,
+                               f"{runs[0].state} {runs[0].run_id}" if runs else "-"])
+    if config.compares:
+        table.notes.append("comparisons: " + ", ".join(config.compares))
+    _print_table(table)
+    return 0
+
+
+def cmd_run(args) -> int:
+    config = load(_config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    results = run_experiment(config, args.name, args.set or [], runs_dir, args.with_deps,
+                             args.run_id, queue=not args.now, echo=not args.quiet)
+    run_dir, state = results[-1]
+    if state != "done":
+        status = rd.read_json(run_dir / rd.STATUS) or {}
+        print(f"{run_dir.parent.name}: {state}: {status.get('error') or ''} "
+              f"(log: {run_dir / rd.LOG})", file=sys.stderr)
+        return 1
+    summary = rd.read_json(run_dir / rd.SUMMARY) or {}
+    print(f"{args.name}: done; test acc {fmt(summary.get('test_acc_at_best'), PCT)} at epoch "
+          f"{summary.get('best_epoch')} (lowest test loss); run {run_dir}")
+    return 0
+
+
+def cmd_launch(args) -> int:
+    config = load(_config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    config.experiment(args.name)
+    run_id, out = launch_detached(config, args.name, args.set or [], runs_dir)
+    print(f"launched {args.name} as {runs_dir / args.name / run_id} (early output: {out})")
+    return 0
+
+
+def _find(args, ref: str) -> Path:
+    runs_dir = _runs_dir_loose(args)
+    path = rd.find_run(runs_dir, ref)
+    if path is None:
+        raise RunError(f"no run matches {ref!r} in {runs_dir} (give a run directory, "
+                       "EXPERIMENT/RUN_ID or a unique run id)")
+    return path
+
+
+def _runs_dir_loose(args) -> Path:
+    """--runs-dir, else the config's, else ./runs: status and resume work without a TOML."""
+    if args.runs_dir:
+        return Path(args.runs_dir).resolve()
+    path = _config_path(args.config)
+    return load(path).runs_dir() if path.exists() else Path("runs").resolve()
+
+
+def cmd_resume(args) -> int:
+    run_dir = _find(args, args.run)
+    state = resume_run(run_dir, queue=not args.now, echo=not args.quiet)
+    if state != "done":
+        status = rd.read_json(run_dir / rd.STATUS) or {}
+        print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
+        return 1
+    print(f"{run_dir.parent.name}/{run_dir.name}: done")
+    return 0
+
+
+def cmd_status(args) -> int:
+    runs_dir = _runs_dir_loose(args)
+    runs = rd.list_runs(runs_dir, args.experiment)
+    if not runs:
+        print(f"no runs in {runs_dir}")
+        return 0
+    _print_table(runs_table(runs[: args.limit] if args.limit else runs))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    config = load(_config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    names = list(config.compares) if args.name == "all" else [args.name]
+    for name in names:
+        table = compare_table(config, name, runs_dir)
+        if args.format == "markdown":
+            print(table.to_markdown())
+        elif args.format == "csv":
+            print(table.to_csv(), end="")
+        else:
+            _print_table(table)
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    print(cancel(_find(args, args.run)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_table, plot_runs
+
+    config = load(_config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    out_dir = Path(args.out) if args.out else config.root / "reports"
+    names = list(config.compares) if args.name == "all" else [args.name]
+    written = []
+    for name in names:
+        if name in config.compares:
+            table = compare_table(config, name, runs_dir)
+            written += export_table(table, out_dir, name)
+            curves = [(e, r.path) for e in config.compares[name].experiments
+                      if (r := rd.latest_done(runs_dir, e))]
+            if curves:
+                written.append(plot_runs(curves, out_dir / f"{name}-curves.png", table.title))
+        else:
+            run_dir = _find(args, name)
+            written.append(plot_runs([(run_dir.parent.name, run_dir)],
+                                     run_dir / "curves.png", f"{run_dir.parent.name}/{run_dir.name}"))
+    for p in written:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description=(
+        "Rotunda's engine: run, resume, watch and compare the experiments of experiments.toml."))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="experiments file (default ./experiments.toml or $ROTUNDA_CONFIG)")
+    common.add_argument("--runs-dir", metavar="DIR", help="runs folder (default: the config's)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", parents=[common], help="the experiments").set_defaults(fn=cmd_list)
+
+    def run_args(sp):
+        sp.add_argument("name", help="experiment name")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a setting (repeatable), e.g. --set epochs=2")
+    r = sub.add_parser("run", parents=[common], help="train an experiment in the foreground")
+    run_args(r)
+    r.add_argument("--with-deps", action="store_true",
+                   help="first run dependencies (init = ...) that have no successful run")
+    r.add_argument("--run-id", help=argparse.SUPPRESS)
+    r.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    r.add_argument("--quiet", action="store_true", help="no progress output (log.txt only)")
+    r.set_defaults(fn=cmd_run)
+
+    la = sub.add_parser("launch", parents=[common],
+                        help="queue a run in the background, detached from this terminal")
+    run_args(la)
+    la.set_defaults(fn=cmd_launch)
+
+    rs = sub.add_parser("resume", parents=[common], help="continue a killed or cancelled run")
+    rs.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    rs.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    rs.add_argument("--quiet", action="store_true")
+    rs.set_defaults(fn=cmd_resume)
+
+    st = sub.add_parser("status", parents=[common], help="runs and their states")
+    st.add_argument("experiment", nargs="?")
+    st.add_argument("--limit", type=int, default=0)
+    st.set_defaults(fn=cmd_status)
+
+    c = sub.add_parser("compare", parents=[common], help="print a comparison table")
+    c.add_argument("name", help="a [compare.NAME] of the TOML, or all")
+    c.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
+    c.set_defaults(fn=cmd_compare)
+
+    ca = sub.add_parser("cancel", parents=[common], help="stop a run (SIGTERM)")
+    ca.add_argument("run")
+    ca.set_defaults(fn=cmd_cancel)
+
+    ex = sub.add_parser("export", parents=[common],
+                        help="comparison as Markdown+CSV+PNG, or a run's curves as PNG")
+    ex.add_argument("name", help="a comparison name, all, or a run")
+    ex.add_argument("--out", metavar="DIR", help="folder for comparisons (default reports/)")
+    ex.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, RunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,70 @@
+"""Files for write-ups: tables as Markdown and CSV, curves as PNG (matplotlib, no torch)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from . import rundir as rd
+from .analysis import Table
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "table"
+
+
+def export_table(table: Table, out_dir: Path, stem: str | None = None) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or slug(table.title)
+    paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv"]
+    rd.atomic_write_text(paths[0], table.to_markdown())
+    rd.atomic_write_text(paths[1], table.to_csv())
+    return paths
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path:
+    """Loss, accuracy and learning rate per epoch; one line per run, train dashed."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for label, run_dir in runs:
+        epochs = [m for m in rd.read_jsonl(Path(run_dir) / rd.METRICS) if m.get("kind") == "epoch"]
+        if not epochs:
+            continue
+        x = [m["epoch"] for m in epochs]
+        line = axes[0].plot(x, [m["test_loss"] for m in epochs], label=f"{label} test")[0]
+        axes[0].plot(x, [m["train_loss"] for m in epochs], "--", color=line.get_color(),
+                     label=f"{label} train")
+        axes[1].plot(x, [m["test_acc"] for m in epochs], color=line.get_color(),
+                     label=f"{label} test")
+        axes[1].plot(x, [m["train_acc"] for m in epochs], "--", color=line.get_color(),
+                     label=f"{label} train")
+        axes[2].plot(x, [m["lr"] for m in epochs], color=line.get_color(), label=label)
+    for ax, name in zip(axes, ("loss", "accuracy", "learning rate")):
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

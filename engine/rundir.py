@@ -1,0 +1,273 @@
+"""The run directory: the one contract between the engine and everything that reads runs.
+
+Documented in docs/run-format.md; change both together. No torch, no textual here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.toml"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+LOG = "log.txt"
+PREDICTIONS = "predictions.csv"
+CHECKPOINTS = "checkpoints"
+STDOUT = "stdout.txt"
+
+STATES = ("queued", "running", "done", "failed", "cancelled", "diverged")
+FINAL_STATES = ("done", "failed", "cancelled", "diverged")
+LIVE_STATES = ("queued", "running")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary name beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def clean(value):
+    """NaN and infinities become null so that every reader gets strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(clean(data), indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """One line, flushed at once, so that a viewer tailing the file sees it."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(clean(record), separators=(",", ":")) + "\n")
+        f.flush()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    tail = MetricsTail(path)
+    return tail.read_new()
+
+
+class MetricsTail:
+    """Reads only what was appended since the last call; a torn last line is left for
+    the next call, when the writer will have finished it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+
+    def read_new(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self.offset:  # rewritten (a resume trims it): start again
+                    self.offset = 0
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out = []
+        for line in chunk[: end + 1].splitlines():
+            try:
+                out.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+        return out
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process: with the pid it names a process uniquely."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int | None, start: str | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start is not None:
+        now = process_start_time(pid)
+        if now is not None and now != start:
+            return False  # the pid was reused by another process
+        if now is not None:
+            try:  # a zombie (killed, not yet reaped by its parent) is gone for us
+                with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        return False
+            except OSError:
+                pass
+    return True
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+@dataclass
+class Run:
+    """What a reader knows of one run directory."""
+
+    path: Path
+    experiment: str
+    run_id: str
+    status: dict
+    summary: dict | None
+
+    @property
+    def raw_state(self) -> str:
+        return self.status.get("state", "queued")
+
+    @property
+    def state(self) -> str:
+        """The recorded state, or "lost" when a live run's process is gone."""
+        state = self.raw_state
+        if state in LIVE_STATES and self.status.get("host") == hostname():
+            if not process_alive(self.status.get("pid"), self.status.get("pid_start")):
+                return "lost"
+        return state
+
+    @property
+    def epoch(self) -> int:
+        return int(self.status.get("epoch") or 0)
+
+    @property
+    def epochs(self) -> int:
+        return int(self.status.get("epochs") or 0)
+
+    @property
+    def started(self) -> float | None:
+        return parse_iso(self.status.get("started"))
+
+    @property
+    def ended(self) -> float | None:
+        return parse_iso(self.status.get("ended"))
+
+
+def load_run(path: Path) -> Run | None:
+    path = Path(path)
+    status = read_json(path / STATUS)
+    if status is None:
+        return None
+    return Run(path=path, experiment=path.parent.name, run_id=path.name, status=status,
+               summary=read_json(path / SUMMARY))
+
+
+def list_runs(runs_dir: Path, experiment: str | None = None) -> list[Run]:
+    """All runs, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    out = []
+    for exp_dir in runs_dir.iterdir():
+        if not exp_dir.is_dir() or exp_dir.name.startswith("."):
+            continue
+        if experiment and exp_dir.name != experiment:
+            continue
+        for run_dir in exp_dir.iterdir():
+            if run_dir.is_dir() and not run_dir.name.startswith("."):
+                run = load_run(run_dir)
+                if run is not None:
+                    out.append(run)
+    out.sort(key=lambda r: r.run_id, reverse=True)
+    return out
+
+
+def latest_done(runs_dir: Path, experiment: str) -> Run | None:
+    for run in list_runs(runs_dir, experiment):
+        if run.raw_state == "done":
+            return run
+    return None
+
+
+def find_run(runs_dir: Path, ref: str) -> Path | None:
+    """A run given as a path, as EXPERIMENT/RUN_ID, or as a unique RUN_ID (prefix)."""
+    p = Path(ref)
+    if (p / STATUS).exists():
+        return p.resolve()
+    q = Path(runs_dir) / ref
+    if (q / STATUS).exists():
+        return q.resolve()
+    matches = [r.path for r in list_runs(runs_dir) if r.run_id.startswith(ref)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(tables: dict[str, dict]) -> str:
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""Creating runs: the run directory, the queue, dependencies, detached launches.
+
+Imports no torch (the app launches through here); training is imported only once a run
+holds its slot.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import rundir as rd
+from .config import Config, ConfigError, Settings, apply_overrides, dependency_chain, is_path
+
+
+class RunError(Exception):
+    """A run that cannot start (a missing dependency, a clash); one line for the user."""
+
+
+def resolve_settings(config: Config, name: str, overrides: list[str]) -> Settings:
+    s = apply_overrides(config.experiment(name).settings, overrides)
+    data_dir = Path(s.data_dir).expanduser()
+    if not data_dir.is_absolute():
+        data_dir = config.root / data_dir
+    return dataclasses.replace(s, data_dir=str(data_dir.resolve()))
+
+
+def resolve_init(config: Config, name: str, s: Settings, runs_dir: Path) -> str:
+    """The checkpoint a run starts from: a path, or the latest successful run of the
+    experiment named in `init`."""
+    if not s.init:
+        return ""
+    if is_path(s.init):
+        p = Path(s.init).expanduser()
+        p = p if p.is_absolute() else config.root / p
+        if not p.exists():
+            raise RunError(f"{name}: init checkpoint {p} does not exist")
+        return str(p.resolve())
+    run = rd.latest_done(runs_dir, s.init)
+    if run is None:
+        raise RunError(f"{name} starts from {s.init}'s {s.init_checkpoint} checkpoint, but "
+                       f"{s.init} has no successful run in {runs_dir}: run it first "
+                       f"(python -m engine run {s.init}) or add --with-deps")
+    ckpt = run.path / rd.CHECKPOINTS / f"{s.init_checkpoint}.pt"
+    if not ckpt.exists():
+        raise RunError(f"{name}: {ckpt} is missing from {s.init}'s latest successful run")
+    return str(ckpt)
+
+
+def write_config(run_dir: Path, config: Config, name: str, s: Settings, overrides: list[str],
+                 init_from: str) -> None:
+    run = {"experiment": name, "run_id": run_dir.name, "config_file": str(config.path),
+           "init_from": init_from, "overrides": list(overrides)}
+    rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
+        {"run": run, "settings": dataclasses.asdict(s)}))
+
+
+def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
+               run_id: str | None = None) -> tuple[Path, Settings]:
+    """The run directory, queued, owned by this process."""
+    s = resolve_settings(config, name, overrides)
+    run_dir = Path(runs_dir) / name / (run_id or rd.new_run_id())
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:
+        raise RunError(f"run directory {run_dir} already exists") from None
+    write_config(run_dir, config, name, s, overrides, "")
+    rd.atomic_write_json(run_dir / rd.STATUS, {
+        "state": "queued", "experiment": name, "run_id": run_dir.name, "pid": os.getpid(),
+        "pid_start": rd.process_start_time(os.getpid()), "host": rd.hostname(),
+        "created": rd.now_iso(), "started": None, "ended": None, "error": None,
+        "epoch": 0, "epochs": s.epochs})
+    return run_dir, s
+
+
+def set_state(run_dir: Path, **fields) -> None:
+    status = rd.read_json(run_dir / rd.STATUS) or {}
+    status.update(fields)
+    rd.atomic_write_json(run_dir / rd.STATUS, status)
+
+
+# --------------------------------------------------------------------------- the queue
+_held_slot = None  # the open lock file: the slot is ours until this process ends
+
+
+def gpu_indices() -> list[str]:
+    """GPUs this process may use, read without initialising CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v for v in visible.split(",") if v.strip()]
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no NVIDIA driver, no library: no GPUs
+        return []
+
+
+def acquire_slot(config: Config, runs_dir: Path, run_dir: Path, s: Settings,
+                 on_wait=None) -> str:
+    """Block until this run may start: queued runs start oldest first, at most
+    runs_per_gpu per GPU (runs_on_cpu without one). Returns the device slot taken; a GPU
+    slot pins the run to that GPU through CUDA_VISIBLE_DEVICES. The lock is released by
+    the kernel when the process ends, however it ends."""
+    global _held_slot
+    gpus = [] if s.device == "cpu" else gpu_indices()
+    kind = "gpu" if gpus else "cpu"
+    slots = ([(g, i) for i in range(config.lab.runs_per_gpu) for g in gpus] if gpus
+             else [("cpu", i) for i in range(config.lab.runs_on_cpu)])
+    lock_dir = Path(runs_dir) / ".slots"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    set_state(run_dir, waiting_for=kind)
+    told = False
+    while True:
+        ahead = [r for r in rd.list_runs(runs_dir)
+                 if r.raw_state == "queued" and r.run_id < run_dir.name
+                 and r.status.get("waiting_for") == kind and r.state == "queued"]
+        if not ahead:
+            for dev, i in slots:
+                f = open(lock_dir / f"{dev}-{i}.lock", "a+")
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    f.close()
+                    continue
+                _held_slot = f
+                if dev != "cpu":
+                    os.environ["CUDA_VISIBLE_DEVICES"] = dev
+                return dev
+        if on_wait and not told:
+            on_wait(len(ahead))
+            told = True
+        time.sleep(0.5)
+
+
+def release_slot() -> None:
+    global _held_slot
+    if _held_slot is not None:
+        _held_slot.close()
+        _held_slot = None
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _raise_cancel(signum, frame):
+    raise _Cancelled()
+
+
+def run_queued(config: Config, run_dir: Path, name: str, s: Settings, overrides: list[str],
+               runs_dir: Path, queue: bool = True, echo: bool = True) -> str:
+    """Wait for a slot, resolve the init checkpoint, train. Returns the final state."""
+    old = signal.signal(signal.SIGTERM, _raise_cancel)
+    try:
+        if queue:
+            acquire_slot(config, runs_dir, run_dir, s, on_wait=(lambda n: print(
+                f"queued: waiting for a free slot ({n} run(s) ahead)", flush=True))
+                if echo else None)
+        init_from = resolve_init(config, name, s, runs_dir)
+    except _Cancelled:
+        set_state(run_dir, state="cancelled", ended=rd.now_iso(), error="cancelled while queued")
+        return "cancelled"
+    except RunError as exc:
+        set_state(run_dir, state="failed", ended=rd.now_iso(), error=str(exc))
+        with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
+            f.write(f"failed: {exc}\n")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    write_config(run_dir, config, name, s, overrides, init_from)
+    from .train import execute  # torch is imported here, once the run may start
+    try:
+        return execute(run_dir, s, init_from=init_from, echo=echo)
+    finally:
+        release_slot()
+
+
+def run_experiment(config: Config, name: str, overrides: list[str], runs_dir: Path,
+                   with_deps: bool = False, run_id: str | None = None, queue: bool = True,
+                   echo: bool = True) -> list[tuple[Path, str]]:
+    """Run `name` (and, with with_deps, each dependency lacking a successful run, first).
+    The same overrides apply to every run in the chain."""
+    chain = dependency_chain(config, name) if with_deps else [name]
+    todo = [n for n in chain[:-1] if rd.latest_done(runs_dir, n) is None] + [name]
+    results = []
+    for n in todo:
+        run_dir, s = create_run(config, n, overrides, runs_dir, run_id if n == name else None)
+        if echo:
+            print(f"run {n}: {run_dir}", flush=True)
+        state = run_queued(config, run_dir, n, s, overrides, runs_dir, queue=queue, echo=echo)
+        results.append((run_dir, state))
+        if state != "done":
+            break
+    return results
+
+
+def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
+    from .config import load, settings_from_dict, tomllib
+
+    run = rd.load_run(run_dir)
+    if run is None:
+        raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
+    if run.state in ("running", "queued"):
+        raise RunError(f"{run_dir} is still {run.state} (pid {run.status.get('pid')})")
+    if run.state == "done":
+        raise RunError(f"{run_dir} is already done")
+    try:
+        resolved = tomllib.loads((run_dir / rd.CONFIG).read_text(encoding="utf-8"))
+        s = settings_from_dict(resolved["settings"], str(run_dir / rd.CONFIG))
+        meta = resolved["run"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise RunError(f"{run_dir / rd.CONFIG} is unreadable: {exc}") from None
+    config_path = Path(meta.get("config_file", ""))
+    config = load(config_path) if config_path.exists() else None
+    set_state(run_dir, state="queued", pid=os.getpid(),
+              pid_start=rd.process_start_time(os.getpid()), host=rd.hostname(), error=None)
+    if queue and config is not None:
+        acquire_slot(config, run_dir.parent.parent, run_dir, s)
+    from .train import execute
+    try:
+        return execute(run_dir, s, init_from=meta.get("init_from", ""), resume=True, echo=echo)
+    finally:
+        release_slot()
+
+
+def launch_detached(config: Config, name: str, overrides: list[str], runs_dir: Path,
+                    extra: list[str] | None = None) -> tuple[str, Path]:
+    """Start `python -m engine run` in its own session: it outlives the caller and an SSH
+    hang-up. Returns the run id and the file its output goes to until its run directory
+    exists."""
+    run_id = rd.new_run_id()
+    launch_dir = Path(runs_dir) / ".launch"
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    out = launch_dir / f"{run_id}.txt"
+    cmd = [sys.executable, "-m", "engine", "run", name, "--config", str(config.path),
+           "--runs-dir", str(runs_dir), "--run-id", run_id, "--quiet"]
+    for o in overrides:
+        cmd += ["--set", o]
+    cmd += extra or []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    project_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
+    with open(out, "wb") as f:
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                         start_new_session=True, cwd=str(config.root), env=env)
+    return run_id, out
+
+
+def cancel(run_dir: Path) -> str:
+    run = rd.load_run(run_dir)
+    if run is None:
+        raise RunError(f"{run_dir} is not a run directory")
+    if run.state not in rd.LIVE_STATES:
+        raise RunError(f"{run.experiment}/{run.run_id} is {run.state}, not running")
+    if run.status.get("host") != rd.hostname():
+        raise RunError(f"{run.run_id} runs on {run.status.get('host')}, not on this host")
+    os.kill(int(run.status["pid"]), signal.SIGTERM)
+    return f"sent SIGTERM to {run.experiment}/{run.run_id} (pid {run.status['pid']})"
+
+
+__all__ = ["RunError", "ConfigError", "create_run", "run_experiment", "resume_run",
+           "launch_detached", "cancel"]
