@@ -192,7 +192,7 @@ class _Locator:
         parts = table.split(".")
         pattern = r"^\s*\[\s*" + r"\s*\.\s*".join(
             "(?:" + re.escape(p) + "|\"" + re.escape(p) + "\"|'" + re.escape(p) + "')"
-            for p in parts) + r"\s*\]"
+            for p in parts) + (r"\s*\]" if key else r"\s*[\].]")
         start = None
         for i, text in enumerate(self.lines):
             if re.match(pattern, text):

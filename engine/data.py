@@ -302,8 +302,7 @@ def _decode_cached(root: Path, split: str, items: list, size: int):
     cache = _cache_dir(root)
     x_path, y_path = cache / f"{key}.x.npy", cache / f"{key}.y.npy"
     if x_path.exists() and y_path.exists():
-        x = np.load(x_path, mmap_mode="r")
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.load(y_path))
+        return torch.from_numpy(np.load(x_path)), torch.from_numpy(np.load(y_path))
 
     def decode(item):
         from PIL import Image

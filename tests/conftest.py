@@ -1,0 +1,90 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Small enough for two CPU cores, large enough that both tasks learn above chance.
+TINY = """
+[defaults]
+dataset = "synthetic"
+synthetic_train = 320
+synthetic_test = 160
+image_size = 16
+epochs = 4
+batch_size = 32
+optimizer = "adam"
+lr = 0.002
+weight_decay = 0.0
+warmup_epochs = 0
+log_every = 2
+device = "cpu"
+
+[experiment.rot]
+title = "Rotation"
+group = "Tiny"
+task = "rotation"
+expect = { metric = "test_acc_at_best", value = 0.5 }
+
+[experiment.ft]
+title = "Fine-tune from rotation"
+group = "Tiny"
+init = "rot"
+expect = { metric = "test_acc_at_best", value = 0.4 }
+
+[experiment.scratch]
+title = "Scratch"
+group = "Tiny"
+
+[experiment.probe]
+title = "Probe"
+group = "Tiny"
+init = "rot"
+train_layers = ["fc"]
+
+[compare.summary]
+title = "Tiny summary"
+kind = "summary"
+experiments = ["rot", "ft", "scratch"]
+
+[compare.side]
+title = "Tiny side by side"
+experiments = ["ft", "scratch"]
+"""
+
+
+def env() -> dict:
+    e = dict(os.environ, PYTHONUNBUFFERED="1")
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("CUDA_VISIBLE_DEVICES", None)
+    return e
+
+
+def engine(*args, cwd=None, timeout=300, check=False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd,
+                          env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"engine {args} failed ({proc.returncode}):\n{proc.stdout}\n"
+                             f"{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "experiments.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One real chain, trained once for the session: rot -> ft, and scratch."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = root / "experiments.toml"
+    cfg.write_text(TINY)
+    engine("run", "ft", "--with-deps", "--config", cfg, check=True)
+    engine("run", "scratch", "--config", cfg, check=True)
+    return cfg

@@ -1,0 +1,161 @@
+"""Real training runs on the synthetic dataset, driven through the CLI as a user would."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import torch
+
+from conftest import engine, env
+from engine import rundir as rd
+
+
+def _runs(cfg, exp):
+    return rd.list_runs(cfg.parent / "runs", exp)
+
+
+def _epoch_lines(run_dir):
+    return [m for m in rd.read_jsonl(run_dir / rd.METRICS) if m["kind"] == "epoch"]
+
+
+def test_demo_chain_learns_both_tasks_above_chance(trained):
+    rot, ft, scratch = (_runs(trained, e)[0] for e in ("rot", "ft", "scratch"))
+    assert rot.summary["test_acc_at_best"] > 0.35  # chance: 0.25
+    assert ft.summary["test_acc_at_best"] > 0.2  # chance: 0.10
+    assert scratch.summary["test_acc_at_best"] > 0.2
+
+
+def test_run_directory_holds_the_whole_contract(trained):
+    rot, ft = _runs(trained, "rot")[0], _runs(trained, "ft")[0]
+    status = rd.read_json(ft.path / rd.STATUS)
+    assert status["state"] == "done" and status["ended"] and status["error"] is None
+    resolved = tomllib.loads((ft.path / rd.CONFIG).read_text())
+    assert resolved["run"]["init_from"] == str(rot.path / "checkpoints" / "best.pt")
+    assert resolved["settings"]["epochs"] == 4 and resolved["settings"]["init"] == "rot"
+    epochs = _epoch_lines(ft.path)
+    assert [m["epoch"] for m in epochs] == [1, 2, 3, 4]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s",
+                "gpu_mem_peak_mb", "epoch_s"):
+        assert key in epochs[0]
+    assert epochs[0]["gpu_mem_peak_mb"] is None  # CPU
+    steps = [m for m in rd.read_jsonl(ft.path / rd.METRICS) if m["kind"] == "step"]
+    assert steps and all(s["step"] % 2 == 0 for s in steps)
+    best = min(epochs, key=lambda m: m["test_loss"])
+    s = ft.summary
+    assert s["best_epoch"] == best["epoch"] and s["test_acc_at_best"] == best["test_acc"]
+    assert s["final_test_acc"] == epochs[-1]["test_acc"]
+    assert s["params_trainable"] == s["params_total"] == 11_181_642
+    with open(ft.path / rd.PREDICTIONS) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "label"] and len(rows) == 161
+    assert {int(r[1]) for r in rows[1:]} <= set(range(10))
+    with open(rot.path / rd.PREDICTIONS) as f:
+        assert len(f.readlines()) == 1 + 4 * 160  # every test image in four rotations
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(ft.path / "checkpoints" / name, weights_only=True)
+        assert "fc.weight" in ckpt["model"]
+    assert "init: weights from" in (ft.path / rd.LOG).read_text()
+
+
+def test_dependency_without_a_run_says_how_to_get_one(tiny_config):
+    proc = engine("run", "ft", "--config", tiny_config)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: ft starts from rot's best checkpoint, but rot has no successful run in "
+        f"{tiny_config.parent / 'runs'}: run it first (python -m engine run rot) or add "
+        "--with-deps"]
+
+
+def _start(tiny_config, *sets):
+    args = [sys.executable, "-m", "engine", "run", "scratch", "--config", str(tiny_config)]
+    for s in sets:
+        args += ["--set", s]
+    return subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(pred, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_sigkill_then_resume_records_every_epoch_once(tiny_config):
+    proc = _start(tiny_config, "epochs=5", "log_every=1")
+    _wait_for(lambda: _runs(tiny_config, "scratch")
+              and len(_epoch_lines(_runs(tiny_config, "scratch")[0].path)) >= 2)
+    run_dir = _runs(tiny_config, "scratch")[0].path
+    _wait_for(lambda: '"epoch":3' in (run_dir / rd.METRICS).read_text())  # mid-epoch 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert rd.load_run(run_dir).state == "lost"
+    done_before = len(_epoch_lines(run_dir))
+    assert 2 <= done_before < 5
+    res = engine("resume", run_dir, "--config", tiny_config, check=True)
+    assert "done" in res.stdout
+    assert [m["epoch"] for m in _epoch_lines(run_dir)] == [1, 2, 3, 4, 5]
+    steps = [m["step"] for m in rd.read_jsonl(run_dir / rd.METRICS) if m["kind"] == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == 50
+    assert rd.load_run(run_dir).state == "done"
+    assert f"resume: from epoch {done_before} checkpoint" in (run_dir / rd.LOG).read_text()
+
+
+def test_sigterm_cancels_after_the_checkpoint(tiny_config):
+    proc = _start(tiny_config, "epochs=50")
+    _wait_for(lambda: _runs(tiny_config, "scratch")
+              and _epoch_lines(_runs(tiny_config, "scratch")[0].path))
+    run_dir = _runs(tiny_config, "scratch")[0].path
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    status = rd.read_json(run_dir / rd.STATUS)
+    assert status["state"] == "cancelled" and status["ended"]
+    assert "cancelled" in err
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] >= 1
+
+
+def test_nan_loss_ends_as_diverged(tiny_config):
+    proc = engine("run", "scratch", "--set", "optimizer='sgd'", "--set", "lr=1e30",
+                  "--set", "log_every=1", "--config", tiny_config)
+    assert proc.returncode == 1
+    run = _runs(tiny_config, "scratch")[0]
+    assert run.state == "diverged"
+    assert "loss became nan" in run.status["error"] or "loss became inf" in run.status["error"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_dataset_fails_with_where_it_looked(tiny_config, tmp_path):
+    proc = engine("run", "scratch", "--set", "dataset=cifar10", "--set", "download=false",
+                  "--set", f"data_dir='{tmp_path / 'nowhere'}'", "--config", tiny_config)
+    assert proc.returncode == 1
+    assert "CIFAR-10 not found in" in proc.stderr and "Traceback" not in proc.stderr
+    assert _runs(tiny_config, "scratch")[0].state == "failed"
+
+
+def test_compare_status_and_export(trained):
+    proc = engine("compare", "summary", "--format", "markdown", "--config", trained, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "### Tiny summary"
+    row = next(line for line in lines if line.startswith("| Rotation"))
+    rot = _runs(trained, "rot")[0].summary
+    assert f"{100 * rot['test_acc_at_best']:.2f}%" in row and "50.00%" in row
+    assert f"{100 * (rot['test_acc_at_best'] - 0.5):+.2f}" in row
+    csv_out = engine("compare", "side", "--format", "csv", "--config", trained, check=True)
+    header, *rows = list(csv.reader(csv_out.stdout.splitlines()))
+    assert header[0] == "Experiment" and len(rows) == 2
+    status = engine("status", "--config", trained, check=True).stdout
+    assert status.count("done") == 3
+    out = engine("export", "summary", "--config", trained, check=True).stdout.split()
+    names = sorted(p.rsplit("/", 1)[1] for p in out)
+    assert names == ["summary-curves.png", "summary.csv", "summary.md"]
+    assert (trained.parent / "reports" / "summary-curves.png").read_bytes()[:4] == b"\x89PNG"
+    listing = engine("list", "--config", trained, check=True).stdout
+    assert "done" in listing and "rot" in listing
+    json.loads((_runs(trained, "ft")[0].path / rd.STATUS).read_text())
