@@ -16,6 +16,8 @@ from .config import Config, Experiment
 
 # Column formats: how a raw cell value is shown (CSV keeps the raw value).
 PCT, DPCT, INT, SECS, RATE, TEXT = "pct", "dpct", "int", "secs", "rate", "text"
+METRIC_NAMES = {"test_acc_at_best": "acc@best", "final_test_acc": "final acc",
+                "best_test_acc": "best acc"}
 
 
 @dataclass
@@ -103,33 +105,32 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     if comp.kind == "summary":
         table = Table(comp.title, [("Experiment", TEXT), ("Metric", TEXT), ("Expected", PCT),
                                    ("Measured", PCT), ("Delta", DPCT), ("Epochs", INT),
-                                   ("Wall", SECS), ("Run", TEXT)])
+                                   ("Wall", SECS), ("Run", TEXT), ("Title", TEXT)])
         for e in exps:
             run = latest[e.name]
             s = run.summary if run else None
             got = measured(e, s)
             want = e.expect.value if e.expect else None
             table.rows.append([
-                e.title, e.expect.metric if e.expect else "test_acc_at_best", want, got,
-                got - want if got is not None and want is not None else None,
+                e.name, METRIC_NAMES[e.expect.metric if e.expect else "test_acc_at_best"], want,
+                got, got - want if got is not None and want is not None else None,
                 s.get("epochs") if s else None, s.get("wall_s") if s else None,
-                run.run_id if run else "no successful run"])
+                run.run_id if run else "no successful run", e.title])
         table.notes.append("Measured: the latest successful run of each experiment. "
-                           "test_acc_at_best is the test accuracy at the epoch of lowest "
-                           "test loss.")
+                           "acc@best: test accuracy at the epoch of lowest test loss.")
         return table
     table = Table(comp.title, [
-        ("Experiment", TEXT), ("Init", TEXT), ("Trains", TEXT), ("Trainable", INT),
-        ("Epochs", INT), ("Best ep.", INT), ("Acc@best", PCT), ("Final acc", PCT),
-        ("Wall", SECS), ("img/s", RATE)])
+        ("Experiment", TEXT), ("Init", TEXT), ("Trains", TEXT), ("Acc@best", PCT),
+        ("Final acc", PCT), ("Best ep.", INT), ("Epochs", INT), ("Trainable", INT),
+        ("Wall", SECS), ("img/s", RATE), ("Title", TEXT)])
     for e in exps:
         run = latest[e.name]
         s = (run.summary if run else None) or {}
         table.rows.append([
-            e.title, e.settings.init or "random", ",".join(e.settings.train_layers),
-            s.get("params_trainable"), s.get("epochs"), s.get("best_epoch"),
-            s.get("test_acc_at_best"), s.get("final_test_acc"), s.get("wall_s"),
-            s.get("median_images_per_s")])
+            e.name, e.settings.init or "random", ",".join(e.settings.train_layers),
+            s.get("test_acc_at_best"), s.get("final_test_acc"), s.get("best_epoch"),
+            s.get("epochs"), s.get("params_trainable"), s.get("wall_s"),
+            s.get("median_images_per_s"), e.title])
     table.notes.append("Acc@best: test accuracy at the epoch of lowest test loss; "
                        "latest successful run of each experiment.")
     return table

@@ -73,7 +73,8 @@ def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
     rd.atomic_write_json(run_dir / rd.STATUS, {
         "state": "queued", "experiment": name, "run_id": run_dir.name, "pid": os.getpid(),
         "pid_start": rd.process_start_time(os.getpid()), "host": rd.hostname(),
-        "created": rd.now_iso(), "started": None, "ended": None, "error": None,
+        "created": rd.now_iso(), "queued_at": time.time(), "started": None, "ended": None,
+        "error": None,
         "epoch": 0, "epochs": s.epochs})
     return run_dir, s
 
@@ -120,8 +121,10 @@ def acquire_slot(config: Config, runs_dir: Path, run_dir: Path, s: Settings,
     set_state(run_dir, waiting_for=kind)
     told = False
     while True:
+        mine = (rd.read_json(run_dir / rd.STATUS) or {}).get("queued_at", 0)
         ahead = [r for r in rd.list_runs(runs_dir)
-                 if r.raw_state == "queued" and r.run_id < run_dir.name
+                 if r.raw_state == "queued" and r.path != run_dir
+                 and (r.status.get("queued_at", 0), r.run_id) < (mine, run_dir.name)
                  and r.status.get("waiting_for") == kind and r.state == "queued"]
         if not ahead:
             for dev, i in slots:
@@ -156,11 +159,22 @@ def _raise_cancel(signum, frame):
     raise _Cancelled()
 
 
+def _wait_for_dependency(config: Config, s: Settings, runs_dir: Path, run_dir: Path) -> None:
+    """A run launched while its dependency is still queued or running waits for it (before
+    taking a slot, which the dependency may need)."""
+    dep = s.init if s.init and not is_path(s.init) else None
+    while dep and rd.latest_done(runs_dir, dep) is None and any(
+            r.state in rd.LIVE_STATES for r in rd.list_runs(runs_dir, dep)):
+        set_state(run_dir, waiting_for=f"experiment {dep}")
+        time.sleep(0.5)
+
+
 def run_queued(config: Config, run_dir: Path, name: str, s: Settings, overrides: list[str],
                runs_dir: Path, queue: bool = True, echo: bool = True) -> str:
     """Wait for a slot, resolve the init checkpoint, train. Returns the final state."""
     old = signal.signal(signal.SIGTERM, _raise_cancel)
     try:
+        _wait_for_dependency(config, s, runs_dir, run_dir)
         if queue:
             acquire_slot(config, runs_dir, run_dir, s, on_wait=(lambda n: print(
                 f"queued: waiting for a free slot ({n} run(s) ahead)", flush=True))
@@ -191,14 +205,26 @@ def run_experiment(config: Config, name: str, overrides: list[str], runs_dir: Pa
     The same overrides apply to every run in the chain."""
     chain = dependency_chain(config, name) if with_deps else [name]
     todo = [n for n in chain[:-1] if rd.latest_done(runs_dir, n) is None] + [name]
+    first = resolve_settings(config, todo[0], overrides)  # validates the overrides too
+    dep = first.init if first.init and not is_path(first.init) else None
+    if not (dep and any(r.state in rd.LIVE_STATES for r in rd.list_runs(runs_dir, dep))):
+        resolve_init(config, todo[0], first, runs_dir)  # fail now, before creating anything
+    created = [(n, *create_run(config, n, overrides, runs_dir, run_id if n == name else None))
+               for n in todo]  # all queued at once, so a viewer sees the whole chain
     results = []
-    for n in todo:
-        run_dir, s = create_run(config, n, overrides, runs_dir, run_id if n == name else None)
+    for i, (n, run_dir, s) in enumerate(created):
         if echo:
             print(f"run {n}: {run_dir}", flush=True)
-        state = run_queued(config, run_dir, n, s, overrides, runs_dir, queue=queue, echo=echo)
+        try:
+            state = run_queued(config, run_dir, n, s, overrides, runs_dir, queue=queue,
+                               echo=echo)
+        except RunError:
+            state = "failed"
         results.append((run_dir, state))
         if state != "done":
+            for _, later, _ in created[i + 1:]:
+                set_state(later, state="cancelled", ended=rd.now_iso(),
+                          error=f"{n} ended {state}; not started")
             break
     return results
 
@@ -232,27 +258,39 @@ def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
         release_slot()
 
 
-def launch_detached(config: Config, name: str, overrides: list[str], runs_dir: Path,
-                    extra: list[str] | None = None) -> tuple[str, Path]:
-    """Start `python -m engine run` in its own session: it outlives the caller and an SSH
-    hang-up. Returns the run id and the file its output goes to until its run directory
-    exists."""
-    run_id = rd.new_run_id()
+def spawn_engine(argv: list[str], runs_dir: Path, cwd: Path, tag: str) -> Path:
+    """`python -m engine ARGV` in its own process session, so that it outlives the caller
+    and an SSH hang-up; its output goes to runs/.launch/TAG.txt, never to our pipes."""
     launch_dir = Path(runs_dir) / ".launch"
     launch_dir.mkdir(parents=True, exist_ok=True)
-    out = launch_dir / f"{run_id}.txt"
-    cmd = [sys.executable, "-m", "engine", "run", name, "--config", str(config.path),
-           "--runs-dir", str(runs_dir), "--run-id", run_id, "--quiet"]
-    for o in overrides:
-        cmd += ["--set", o]
-    cmd += extra or []
+    out = launch_dir / f"{tag}.txt"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     project_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
     with open(out, "wb") as f:
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                         start_new_session=True, cwd=str(config.root), env=env)
-    return run_id, out
+        subprocess.Popen([sys.executable, "-m", "engine", *argv], stdin=subprocess.DEVNULL,
+                         stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                         cwd=str(cwd), env=env)
+    return out
+
+
+def launch_detached(config: Config, name: str, overrides: list[str], runs_dir: Path,
+                    with_deps: bool = False) -> tuple[str, Path]:
+    """Queue `name` (with its missing dependencies first, if asked) in the background.
+    Returns the run id it will have and the file that holds its early output."""
+    run_id = rd.new_run_id()
+    argv = ["run", name, "--config", str(config.path), "--runs-dir", str(runs_dir),
+            "--run-id", run_id, "--quiet"]
+    for o in overrides:
+        argv += ["--set", o]
+    if with_deps:
+        argv.append("--with-deps")
+    return run_id, spawn_engine(argv, runs_dir, config.root, run_id)
+
+
+def resume_detached(run_dir: Path, runs_dir: Path) -> Path:
+    return spawn_engine(["resume", str(run_dir), "--runs-dir", str(runs_dir), "--quiet"],
+                        runs_dir, Path(run_dir), f"resume-{Path(run_dir).name}")
 
 
 def cancel(run_dir: Path) -> str:

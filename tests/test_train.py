@@ -143,7 +143,7 @@ def test_compare_status_and_export(trained):
     proc = engine("compare", "summary", "--format", "markdown", "--config", trained, check=True)
     lines = proc.stdout.splitlines()
     assert lines[0] == "### Tiny summary"
-    row = next(line for line in lines if line.startswith("| Rotation"))
+    row = next(line for line in lines if line.startswith("| rot "))
     rot = _runs(trained, "rot")[0].summary
     assert f"{100 * rot['test_acc_at_best']:.2f}%" in row and "50.00%" in row
     assert f"{100 * (rot['test_acc_at_best'] - 0.5):+.2f}" in row

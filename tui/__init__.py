@@ -1,0 +1,1 @@
+"""Rotunda's terminal app. Imports no torch: it reads runs and launches the engine."""
