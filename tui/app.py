@@ -140,6 +140,7 @@ class RotundaApp(App):
         self.plots_dirty = False
         self.gpu_history: dict[int, list[float]] = {}
         self.compare_index = 0
+        self.log_gen = 0
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -211,7 +212,7 @@ class RotundaApp(App):
             self.select_run(snap.rows[0].key)
         if self.current_run in snap.series:
             self.plots_dirty = True
-        if snap.log_key == self.current_run and snap.log_lines:
+        if snap.log_gen == self.log_gen and snap.log_lines:
             self.query_one("#run-log", Log).write_lines(snap.log_lines)
         self.update_run_title()
         self.update_gpu(snap)
@@ -317,8 +318,10 @@ class RotundaApp(App):
                 fmt(r.eta, SECS)]
 
     def select_run(self, key: str) -> None:
+        if key == self.current_run:
+            return
         self.current_run = key
-        self.watcher.select_log(key)
+        self.log_gen = self.watcher.select_log(key)
         self.query_one("#run-log", Log).clear()
         self.plots_dirty = True
         self.update_run_title()

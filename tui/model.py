@@ -142,7 +142,7 @@ class Snapshot:
     runs_changed: bool
     series: dict  # key -> Series (only those whose version moved)
     log_lines: list
-    log_key: str | None
+    log_gen: int  # which select_log() the lines belong to
     gpus: list | None
     gpu_error: str | None
 
@@ -192,14 +192,17 @@ class Watcher:
         self.sent_versions: dict[str, int] = {}
         self.last_rows: list = []
         self.runs: list[rd.Run] = []
-        self.log_key: str | None = None
+        self.log_gen = 0
         self.log_tail: LogTail | None = None
         self.lock = threading.Lock()
 
-    def select_log(self, key: str | None) -> None:
+    def select_log(self, key: str | None) -> int:
+        """Follow another run's log from its start; returns the generation that its lines
+        will carry, so that lines read for an earlier selection are never shown."""
         with self.lock:
-            self.log_key = key
+            self.log_gen += 1
             self.log_tail = LogTail(Path(key) / rd.LOG) if key else None
+            return self.log_gen
 
     def poll(self, now: float | None = None) -> Snapshot:
         now = now or time.time()
@@ -224,7 +227,7 @@ class Watcher:
             [(r.key, r.state, r.epoch) for r in self.last_rows]
         self.last_rows = rows
         with self.lock:
-            key, tail = self.log_key, self.log_tail
+            gen, tail = self.log_gen, self.log_tail
             lines = tail.read_new() if tail else []
         gpus = self.gpu.read() if self.gpu.handles else None
-        return Snapshot(rows, changed, moved, lines, key, gpus, self.gpu.error)
+        return Snapshot(rows, changed, moved, lines, gen, gpus, self.gpu.error)

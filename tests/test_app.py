@@ -1,0 +1,147 @@
+"""The app driven by Textual's Pilot, against real engine processes on the synthetic data."""
+import asyncio
+import time
+
+import pytest
+
+from conftest import TINY, engine
+from engine import rundir as rd
+from engine.analysis import PCT, fmt
+from tui.app import Confirm, RotundaApp
+
+# Two epochs keep the app tests short; everything else is the tiny config.
+FAST = TINY.replace("epochs = 4", "epochs = 2")
+
+
+@pytest.fixture
+def fast_config(tmp_path):
+    path = tmp_path / "experiments.toml"
+    path.write_text(FAST)
+    return path
+
+
+async def wait_until(pilot, pred, timeout=180.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        await pilot.pause(0.2)
+    raise AssertionError("timed out waiting in the app")
+
+
+async def select_experiment(pilot, app, name):
+    table = app.query_one("#exp-table")
+    for _ in range(table.row_count):
+        if app.selected_key(table) == name:
+            return
+        await pilot.press("down")
+    raise AssertionError(f"{name} not in the experiments table")
+
+
+def cell_texts(table, key):
+    return [str(c) for c in table.get_row(key)]
+
+
+def runs_of(app, exp):
+    return [r for r in app.rows if r.experiment == exp]
+
+
+async def test_launch_watch_done_and_compare(fast_config):
+    app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select_experiment(pilot, app, "scratch")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: runs_of(app, "scratch"))
+        await wait_until(pilot, lambda: runs_of(app, "scratch")[0].state == "done")
+        row = runs_of(app, "scratch")[0]
+        summary = rd.read_json(rd.Path(row.key) / rd.SUMMARY)
+        await pilot.press("2")
+        assert app.query_one("TabbedContent").active == "runs"
+        cells = cell_texts(app.query_one("#runs-table"), row.key)
+        assert cells[0] == "done" and cells[1] == "scratch" and cells[3] == "2/2"
+        assert cells[4] == fmt(max(m["test_acc"] for m in rd.read_jsonl(rd.Path(row.key) / rd.METRICS)
+                                   if m["kind"] == "epoch"), PCT)
+        await pilot.press("enter")  # open the run: plots and log
+        await wait_until(pilot, lambda: app.query_one("#run-log").line_count > 3)
+        assert "done: test acc" in "\n".join(app.query_one("#run-log").lines)
+        await pilot.press("4", "right_square_bracket")  # the side-by-side comparison
+        assert app.selected_compare() == "side"
+        table = app.query_one("#compare-table")
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        scratch = next(r for r in rows if r[0] == "scratch")
+        assert scratch[3] == fmt(summary["test_acc_at_best"], PCT)
+        await pilot.press("e")  # export the visible table
+        await pilot.pause(0.5)
+        assert (fast_config.parent / "reports" / "side.md").exists()
+        assert (fast_config.parent / "reports" / "side.csv").read_text().startswith("Experiment,")
+
+
+async def test_runs_survive_the_app_and_it_reattaches(fast_config):
+    app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await select_experiment(pilot, app, "ft")  # needs rot, which has no run
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: runs_of(app, "rot") and runs_of(app, "ft"))
+        assert runs_of(app, "ft")[0].state == "queued"
+        await pilot.press("q")
+    runs_dir = fast_config.parent / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # the app is gone; the detached process goes on
+        states = {r.experiment: r.state for r in rd.list_runs(runs_dir)}
+        if states.get("ft") in rd.FINAL_STATES:
+            break
+        await asyncio.sleep(0.5)
+    assert states == {"rot": "done", "ft": "done"}
+    app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(app.rows) == 2)
+        assert [r.state for r in app.rows] == ["done", "done"]
+        await pilot.press("4")  # the summary now has measured figures for rot and ft
+        table = app.query_one("#compare-table")
+        rows = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)]
+                for i in range(table.row_count)}
+        rot = rd.latest_done(runs_dir, "rot").summary
+        assert rows["rot"][3] == fmt(rot["test_acc_at_best"], PCT)
+        assert rows["scratch"][7] == "no successful run"
+
+
+async def test_cancel_from_the_app_sends_sigterm(fast_config):
+    app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await select_experiment(pilot, app, "scratch")
+        await pilot.press("o")  # launch with overrides
+        await pilot.press(*"epochs=60", "enter")
+        await wait_until(pilot, lambda: runs_of(app, "scratch")
+                         and runs_of(app, "scratch")[0].state == "running")
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        await pilot.press("c")
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: runs_of(app, "scratch")[0].state == "cancelled", 60)
+        run = rd.load_run(rd.Path(runs_of(app, "scratch")[0].key))
+        assert run.epochs == 60 and run.status["error"].startswith("cancelled")
+
+
+async def test_bad_experiments_file_shows_the_cli_line(tmp_path):
+    cfg = tmp_path / "experiments.toml"
+    cfg.write_text('[experiment.a]\nepochs = "many"\n')
+    cli = engine("list", "--config", cfg).stderr.strip()
+    assert cli.startswith("error: ")
+    app = RotundaApp(cfg, gpu=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        shown = str(app.query_one("#config-error").render())
+        assert shown == cli[len("error: "):]
+        assert app.query_one("#exp-table").row_count == 0
+        await pilot.press("2", "question_mark")  # the rest of the app still works
+        assert type(app.screen).__name__ == "Help"
+        # fixing the file reloads it
+        await pilot.press("escape")
+        cfg.write_text(FAST)
+        await wait_until(pilot, lambda: app.lab.error is None, 10)
+        await pilot.press("1")
+        assert app.query_one("#exp-table").row_count == 5  # a group row and four experiments

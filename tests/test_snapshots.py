@@ -1,0 +1,73 @@
+"""Screens at 80x24 and 120x40 against SVG snapshots, on a runs folder the test writes.
+
+Regenerate after an intended change: python -m pytest tests/test_snapshots.py --snapshot-update
+"""
+import json
+import math
+
+import pytest
+
+from conftest import TINY
+from engine import rundir as rd
+from tui.app import RotundaApp
+
+
+def write_run(runs, exp, run_id, state, epochs, acc0, error=None):
+    d = runs / exp / run_id
+    (d / "checkpoints").mkdir(parents=True)
+    status = {"state": state, "experiment": exp, "run_id": run_id, "pid": 1, "host": "elsewhere",
+              "started": "2026-11-25T10:00:00+00:00", "ended": "2026-11-25T10:03:25+00:00",
+              "error": error, "epoch": epochs, "epochs": 4}
+    (d / rd.STATUS).write_text(json.dumps(status))
+    lines = []
+    for e in range(1, epochs + 1):
+        for s in range(10):
+            step = (e - 1) * 10 + s + 1
+            lines.append({"kind": "step", "epoch": e, "step": step,
+                          "loss": 2.3 * math.exp(-step / 15) + 0.1, "lr": 0.002 * (1 - step / 40)})
+        lines.append({"kind": "epoch", "epoch": e, "train_loss": 2.0 / e, "train_acc": acc0 + 0.1 * e,
+                      "test_loss": 2.2 / e, "test_acc": acc0 + 0.08 * e, "lr": 0.002 * (1 - e / 4),
+                      "images_per_s": 300.0 + 10 * e, "gpu_mem_peak_mb": None, "epoch_s": 50.0})
+    (d / rd.METRICS).write_text("".join(json.dumps(m) + "\n" for m in lines))
+    (d / rd.LOG).write_text("".join(f"10:0{e}:00 epoch {e}/4: test acc {acc0 + 0.08 * e:.4f}\n"
+                                    for e in range(1, epochs + 1)))
+    if state == "done":
+        (d / rd.SUMMARY).write_text(json.dumps({
+            "epochs": epochs, "best_epoch": epochs, "test_acc_at_best": acc0 + 0.08 * epochs,
+            "final_test_acc": acc0 + 0.08 * epochs, "best_test_acc": acc0 + 0.08 * epochs,
+            "wall_s": 205.0, "median_images_per_s": 320.0, "params_trainable": 11181642,
+            "params_total": 11181642}))
+
+
+@pytest.fixture
+def fixed_lab(tmp_path):
+    cfg = tmp_path / "experiments.toml"
+    cfg.write_text(TINY)
+    runs = tmp_path / "runs"
+    write_run(runs, "rot", "20261125-100000-aaaa", "done", 4, 0.3)
+    write_run(runs, "ft", "20261125-101000-bbbb", "done", 4, 0.2)
+    write_run(runs, "scratch", "20261125-102000-cccc", "failed", 2, 0.1,
+              error="DataError: CIFAR-10 not found in /data")
+    return cfg
+
+
+VIEWS = {"experiments": [], "runs": ["2"], "run": ["2", "enter"], "compare": ["4"]}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_main_views(snap_compare, fixed_lab, view, size):
+    app = RotundaApp(fixed_lab, gpu=False, poll_s=0.1)
+
+    async def settle(pilot):
+        app.sub_title = "experiments.toml"  # not the test's temporary path
+        for _ in range(50):
+            if len(app.rows) == 3:
+                break
+            await pilot.pause(0.1)
+        for key in VIEWS[view]:
+            await pilot.press(key)
+            await pilot.pause(0.3)
+        await pilot.pause(0.5)
+
+    assert snap_compare(app, terminal_size=size, run_before=settle)
