@@ -173,6 +173,7 @@ def run_queued(config: Config, run_dir: Path, name: str, s: Settings, overrides:
                runs_dir: Path, queue: bool = True, echo: bool = True) -> str:
     """Wait for a slot, resolve the init checkpoint, train. Returns the final state."""
     old = signal.signal(signal.SIGTERM, _raise_cancel)
+    old_int = signal.signal(signal.SIGINT, _raise_cancel)
     try:
         _wait_for_dependency(config, s, runs_dir, run_dir)
         if queue:
@@ -190,6 +191,7 @@ def run_queued(config: Config, run_dir: Path, name: str, s: Settings, overrides:
         raise
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
     write_config(run_dir, config, name, s, overrides, init_from)
     from .train import execute  # torch is imported here, once the run may start
     try:

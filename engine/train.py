@@ -100,8 +100,7 @@ class Stop:
 
     def install(self):
         signal.signal(signal.SIGTERM, self)
-        if sys.stdin is not None and sys.stdin.isatty():
-            signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGINT, self)
 
 
 def evaluate(model, x, y, s: Settings, norm: Normalizer, autocast):
@@ -208,12 +207,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         _trim_metrics(run_dir / rd.METRICS, 0)
         log("resume: no checkpoint yet, starting from epoch 1")
 
-    step_model = model
-    if s.compile:
-        try:
-            step_model = torch.compile(model)
-        except Exception as exc:  # compile is an optimisation: run without it
-            log(f"torch.compile unavailable ({exc}); running eagerly")
+    step_model = torch.compile(model) if s.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and s.amp else nullcontext()
     norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
     n_train = len(data.train_y)
@@ -246,7 +240,14 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast:
-                out = step_model(norm(xb))
+                try:
+                    out = step_model(norm(xb))
+                except Exception as exc:  # torch.compile fails lazily, at the first call
+                    if step_model is model:
+                        raise
+                    log(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly")
+                    step_model = model
+                    out = model(norm(xb))
                 loss = F.cross_entropy(out.float(), yb, label_smoothing=s.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -183,17 +183,17 @@ class RotundaApp(App):
         self.watch_runs()
 
     # ------------------------------------------------------------------ background
-    @work(thread=True, exclusive=True, group="watch")
+    @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
     def watch_runs(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
-            if self.lab.changed_on_disk():
-                self.lab.reload()
-                self.post_message(ConfigReloaded())
             try:
+                if self.lab.changed_on_disk():
+                    self.lab.reload()
+                    self.post_message(ConfigReloaded())
                 self.post_message(SnapshotReady(self.watcher.poll()))
-            except OSError:
-                pass  # a run folder removed mid-read: the next poll sees the new state
+            except Exception as exc:  # a run folder changing mid-read, a hand-edited file:
+                self.log.error(f"poll failed: {exc!r}")  # the next poll tries again
             time.sleep(self.poll_s)
 
     def on_config_reloaded(self, _: ConfigReloaded) -> None:
@@ -201,7 +201,12 @@ class RotundaApp(App):
         self.notify("experiments.toml reloaded" if not self.lab.error else "experiments.toml "
                     "has an error", severity="information" if not self.lab.error else "error")
 
+    def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "watch")
+
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if self._exit or not self.query("#runs-table"):
+            return  # quitting: the widgets are going away
         snap = message.snapshot
         self.rows = snap.rows
         self.update_runs_table(snap.runs_changed)
