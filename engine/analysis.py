@@ -93,12 +93,52 @@ def measured(exp: Experiment, summary: dict | None) -> float | None:
     return summary.get(metric)
 
 
+def table_names(config: Config) -> list[str]:
+    """Everything `compare` can show: the [compare.*] tables, then the sweeps."""
+    return list(config.compares) + list(config.sweeps)
+
+
+def table_runs(config: Config, name: str, runs_dir: Path) -> list[tuple[str, Path]]:
+    """(label, run directory) of the runs behind a table, for its curves."""
+    if name in config.sweeps:
+        return [(row[0], Path(runs_dir) / name / row[-1]) for row in
+                sweep_table(config, name, runs_dir).rows if row[-1] != "-"]
+    return [(e, r.path) for e in config.compares[name].experiments
+            if (r := rd.latest_done(runs_dir, e))]
+
+
+def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
+    from .runner import sweep_point_runs
+
+    sweep = config.sweeps[name]
+    by_point = sweep_point_runs(runs_dir, name)
+    table = Table(sweep.title, [("Point", TEXT), ("Acc@best", PCT), ("Final acc", PCT),
+                                ("Best ep.", INT), ("Epochs", INT), ("Train time", SECS),
+                                ("img/s", RATE), ("GPU MiB", RATE), ("State", TEXT),
+                                ("Run", TEXT)])
+    for label, _ in sweep.points():
+        runs = by_point.get(label, [])
+        run = next((r for r in runs if r.raw_state == "done"), runs[0] if runs else None)
+        s = (run.summary if run else None) or {}
+        table.rows.append([label, s.get("test_acc_at_best"), s.get("final_test_acc"),
+                           s.get("best_epoch"), s.get("epochs"), s.get("train_s"),
+                           s.get("median_images_per_s"), s.get("gpu_mem_peak_mb"),
+                           run.state if run else "not run", run.run_id if run else "-"])
+    table.notes.append(f"Sweep of {sweep.base} over "
+                       + ", ".join(k for k, _ in sweep.axes)
+                       + "; latest successful run of each point. Train time: training "
+                         "epochs only.")
+    return table
+
+
 def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
+    if name in config.sweeps:
+        return sweep_table(config, name, runs_dir)
     if name not in config.compares:
         from .config import ConfigError, suggest
-        raise ConfigError(f"no comparison named {name!r}{suggest(name, config.compares)}"
-                          f" (declared: {', '.join(config.compares) or 'none'})",
-                          str(config.path))
+        names = table_names(config)
+        raise ConfigError(f"no comparison or sweep named {name!r}{suggest(name, names)}"
+                          f" (declared: {', '.join(names) or 'none'})", str(config.path))
     comp = config.compares[name]
     exps = [config.experiments[n] for n in comp.experiments]
     latest = {e.name: rd.latest_done(runs_dir, e.name) for e in exps}
@@ -118,6 +158,22 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
                 run.run_id if run else "no successful run", e.title])
         table.notes.append("Measured: the latest successful run of each experiment. "
                            "acc@best: test accuracy at the epoch of lowest test loss.")
+        return table
+    if comp.kind == "models":
+        table = Table(comp.title, [("Experiment", TEXT), ("Model", TEXT), ("Params", INT),
+                                   ("Trainable", INT), ("Batch", INT), ("GPU MiB", RATE),
+                                   ("Epoch time", SECS), ("Acc@best", PCT), ("img/s", RATE)])
+        for e in exps:
+            run = latest[e.name]
+            s = (run.summary if run else None) or {}
+            epochs = s.get("epochs") or 0
+            table.rows.append([e.name, e.settings.model, s.get("params_total"),
+                               s.get("params_trainable"), e.settings.batch_size,
+                               s.get("gpu_mem_peak_mb"),
+                               s["train_s"] / epochs if epochs else None,
+                               s.get("test_acc_at_best"), s.get("median_images_per_s")])
+        table.notes.append("GPU MiB: the training process's peak allocated memory at that "
+                           "batch size (empty on CPU); latest successful run of each.")
         return table
     table = Table(comp.title, [
         ("Experiment", TEXT), ("Init", TEXT), ("Trains", TEXT), ("Acc@best", PCT),

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from . import rundir as rd
-from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table
+from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table, table_names, table_runs
 from .config import ConfigError, load
-from .runner import RunError, cancel, launch_detached, resume_run, run_experiment
+from .runner import (RunError, cancel, launch_detached, launch_sweep_detached, resume_run,
+                     run_experiment, run_sweep)
 
 
 def _config_path(arg: str | None) -> Path:
@@ -42,6 +43,8 @@ def cmd_list(args) -> int:
                                f"{runs[0].state} {runs[0].run_id}" if runs else "-"])
     if config.compares:
         table.notes.append("comparisons: " + ", ".join(config.compares))
+    if config.sweeps:
+        table.notes.append("sweeps: " + ", ".join(config.sweeps))
     _print_table(table)
     return 0
 
@@ -60,6 +63,44 @@ def cmd_run(args) -> int:
     summary = rd.read_json(run_dir / rd.SUMMARY) or {}
     print(f"{args.name}: done; test acc {fmt(summary.get('test_acc_at_best'), PCT)} at epoch "
           f"{summary.get('best_epoch')} (lowest test loss); run {run_dir}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    config = load(_config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    if args.name not in config.sweeps:
+        from .config import suggest
+        raise ConfigError(f"no sweep named {args.name!r}{suggest(args.name, config.sweeps)} "
+                          f"(declared: {', '.join(config.sweeps) or 'none'})", str(config.path))
+    if args.detach:
+        out = launch_sweep_detached(config, args.name, args.set or [], runs_dir)
+        print(f"launched sweep {args.name} in the background (early output: {out})")
+        return 0
+    results = run_sweep(config, args.name, args.set or [], runs_dir, queue=not args.now,
+                        echo=not args.quiet)
+    if not args.quiet:
+        _print_table(compare_table(config, args.name, runs_dir))
+    failed = [label for label, _, state in results if state != "done"]
+    if failed:
+        print(f"{args.name}: {len(failed)} point(s) did not finish: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_throughput(args) -> int:
+    from .throughput import run_throughput
+
+    config = load(_config_path(args.config))
+    from .runner import resolve_settings
+    s = resolve_settings(config, args.name, args.set or [])
+    out_dir = Path(args.out) if args.out else config.root / "reports"
+    result, paths = run_throughput(s, args.name, out_dir, max_batch=args.max_batch,
+                                   steps=args.steps, warmup=args.warmup)
+    _print_table(result)
+    for p in paths:
+        print(p)
     return 0
 
 
@@ -113,7 +154,7 @@ def cmd_status(args) -> int:
 def cmd_compare(args) -> int:
     config = load(_config_path(args.config))
     runs_dir = config.runs_dir(args.runs_dir)
-    names = list(config.compares) if args.name == "all" else [args.name]
+    names = table_names(config) if args.name == "all" else [args.name]
     for name in names:
         table = compare_table(config, name, runs_dir)
         if args.format == "markdown":
@@ -136,14 +177,13 @@ def cmd_export(args) -> int:
     config = load(_config_path(args.config))
     runs_dir = config.runs_dir(args.runs_dir)
     out_dir = Path(args.out) if args.out else config.root / "reports"
-    names = list(config.compares) if args.name == "all" else [args.name]
+    names = table_names(config) if args.name == "all" else [args.name]
     written = []
     for name in names:
-        if name in config.compares:
+        if name in table_names(config):
             table = compare_table(config, name, runs_dir)
             written += export_table(table, out_dir, name)
-            curves = [(e, r.path) for e in config.compares[name].experiments
-                      if (r := rd.latest_done(runs_dir, e))]
+            curves = table_runs(config, name, runs_dir)
             if curves:
                 written.append(plot_runs(curves, out_dir / f"{name}-curves.png", table.title))
         else:
@@ -167,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", parents=[common], help="the experiments").set_defaults(fn=cmd_list)
 
     def run_args(sp):
-        sp.add_argument("name", help="experiment name")
+        sp.add_argument("name", help="experiment (or sweep) name")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a setting (repeatable), e.g. --set epochs=2")
     r = sub.add_parser("run", parents=[common], help="train an experiment in the foreground")
@@ -183,6 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="queue a run in the background, detached from this terminal")
     run_args(la)
     la.set_defaults(fn=cmd_launch)
+
+    sw = sub.add_parser("sweep", parents=[common],
+                        help="run every point of a [sweep.NAME] (done points are skipped)")
+    run_args(sw)
+    sw.add_argument("--detach", action="store_true", help="queue it in the background")
+    sw.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(fn=cmd_sweep)
+
+    tp = sub.add_parser("throughput", parents=[common], help=(
+        "training images/s and peak memory against batch size, powers of two until "
+        "out of memory (or --max-batch)"))
+    run_args(tp)
+    tp.add_argument("--max-batch", type=int, default=0,
+                    help="largest batch to try (default: until OOM on CUDA, 64 on CPU)")
+    tp.add_argument("--steps", type=int, default=10, help="timed steps per batch size")
+    tp.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    tp.add_argument("--out", metavar="DIR", help="folder for the table, plot, JSON")
+    tp.set_defaults(fn=cmd_throughput)
 
     rs = sub.add_parser("resume", parents=[common], help="continue a killed or cancelled run")
     rs.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")

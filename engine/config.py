@@ -33,7 +33,15 @@ class ConfigError(Exception):
 
 TASKS = ("classify", "rotation")
 DATASETS = ("cifar10", "imagefolder", "synthetic")
-MODELS = ("resnet18", "resnet18_cifar", "resnet50")
+MODELS = ("resnet18", "resnet18_cifar", "resnet50", "lenet", "alexnet")
+# Module names that train_layers may name, per model (the head is "fc" in every model).
+MODEL_LAYERS = {
+    "resnet18": ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
+    "lenet": ("conv1", "conv2", "fc1", "fc2", "fc"),
+    "alexnet": ("features", "classifier", "fc"),
+}
+MODEL_LAYERS["resnet18_cifar"] = MODEL_LAYERS["resnet50"] = MODEL_LAYERS["resnet18"]
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "plateau")
 AUGMENTS = ("none", "flip", "crop_flip")
@@ -58,6 +66,8 @@ class Settings:
     synthetic_train: int = 2000
     synthetic_test: int = 500
     model: str = "resnet18"
+    activation: str = "relu"
+    dropout: float = 0.5
     init: str = ""
     init_checkpoint: str = "best"
     train_layers: tuple = ("all",)
@@ -91,18 +101,19 @@ class Settings:
 CHOICES: dict[str, tuple] = {
     "task": TASKS, "dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES, "augment": AUGMENTS, "rotation_mode": ROTATION_MODES,
-    "device": DEVICES, "init_checkpoint": INIT_CHECKPOINTS,
+    "device": DEVICES, "init_checkpoint": INIT_CHECKPOINTS, "activation": ACTIVATIONS,
 }
 MINIMUM: dict[str, float] = {
     "epochs": 1, "batch_size": 1, "image_size": 8, "limit_train": 0, "limit_test": 0,
     "synthetic_train": 8, "synthetic_test": 8, "lr": 0.0, "momentum": 0.0,
     "weight_decay": 0.0, "warmup_epochs": 0.0, "step_size": 1, "gamma": 0.0,
     "patience": 0, "label_smoothing": 0.0, "log_every": 1, "eval_batch_size": 1,
+    "dropout": 0.0,
 }
 SETTING_TYPES: dict[str, Any] = {f.name: type(f.default) for f in dataclasses.fields(Settings)}
 LIST_ITEM_TYPES = {"train_layers": str, "milestones": int}
 EXPERIMENT_KEYS = {"title", "group", "description", "expect"}
-COMPARE_KINDS = ("summary", "table")
+COMPARE_KINDS = ("summary", "table", "models")
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,30 @@ class Compare:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """One run per point of the product of the axes, each the base experiment with the
+    point's overrides. Runs live in runs/<sweep name>/."""
+
+    name: str
+    title: str
+    group: str
+    base: str
+    axes: tuple  # ((key, (value, ...)), ...)
+
+    def points(self) -> list[tuple[str, list[str]]]:
+        """(label, overrides) for every point, in the order of the axes' values."""
+        import itertools
+        from .rundir import toml_value
+
+        keys = [k for k, _ in self.axes]
+        out = []
+        for values in itertools.product(*(vals for _, vals in self.axes)):
+            overrides = [f"{k}={toml_value(v)}" for k, v in zip(keys, values)]
+            out.append((" ".join(f"{k}={v}" for k, v in zip(keys, values)), overrides))
+        return out
+
+
+@dataclass(frozen=True)
 class Lab:
     runs_dir: str = "runs"
     runs_per_gpu: int = 1
@@ -150,6 +185,7 @@ class Config:
     defaults: Settings
     experiments: dict = field(default_factory=dict)  # name -> Experiment, in file order
     compares: dict = field(default_factory=dict)  # name -> Compare
+    sweeps: dict = field(default_factory=dict)  # name -> Sweep
 
     @property
     def root(self) -> Path:
@@ -252,11 +288,13 @@ def _settings_from(base: Settings, table: dict, fail_for) -> tuple[Settings, dic
 def _check_consistency(s: Settings, fail_for) -> None:
     if s.schedule == "multistep" and not s.milestones:
         fail_for("milestones")("schedule = \"multistep\" needs milestones = [epoch, ...]")
-    bad = [layer for layer in s.train_layers
-           if layer != "all" and not re.fullmatch(r"(conv1|bn1|layer[1-4]|fc)", layer)]
+    layers = MODEL_LAYERS[s.model]
+    bad = [layer for layer in s.train_layers if layer != "all" and layer not in layers]
     if bad:
-        fail_for("train_layers")(f"train_layers: unknown layer {bad[0]!r} "
-                                 "(use all, conv1, bn1, layer1..layer4, fc)")
+        fail_for("train_layers")(f"train_layers: {s.model} has no layer {bad[0]!r} "
+                                 f"(use all, {', '.join(layers)})")
+    if s.dropout >= 1:
+        fail_for("dropout")(f"dropout must be below 1, got {s.dropout}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -323,7 +361,7 @@ def load(path: str | Path) -> Config:
             return fail
         return for_key
 
-    known = {"lab", "defaults", "experiment", "compare"}
+    known = {"lab", "defaults", "experiment", "compare", "sweep"}
     for top in data:
         if top not in known:
             line = loc.line(top)
@@ -408,8 +446,42 @@ def load(path: str | Path) -> Config:
                 ffor("experiments")(f'no experiment named "{n}"{suggest(n, experiments)}')
         compares[cname] = Compare(cname, table.get("title", cname), kind, tuple(names))
 
+    sweeps: dict[str, Sweep] = {}
+    for sname, table in data.get("sweep", {}).items():
+        ffor = fail_for(f"sweep.{sname}")
+        if not isinstance(table, dict):
+            ffor(None)(f"sweep.{sname} must be a table")
+        if sname in experiments:
+            ffor(None)(f'sweep "{sname}" has the name of an experiment; runs are stored by '
+                       "name, so give it another")
+        for key in table:
+            if key not in ("title", "group", "base", "axes"):
+                ffor(key)(f"unknown key {key!r}{suggest(key, ['title', 'group', 'base', 'axes'])}")
+        base = table.get("base")
+        if base not in experiments:
+            ffor("base")(f'base = {base!r}: no experiment named "{base}"'
+                         f"{suggest(str(base), experiments)}")
+        axes = table.get("axes")
+        if not isinstance(axes, dict) or not axes:
+            ffor("axes")("axes must be a table of setting = [values], e.g. "
+                         "axes = { lr = [0.01, 0.1] }")
+        checked = []
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                ffor("axes")(f"axes.{key} must be a non-empty list of values")
+            fail = ffor("axes")
+            checked.append((key, tuple(check_setting(key, v, fail) for v in values)))
+        sweep = Sweep(sname, table.get("title", sname), table.get("group", "Sweeps"), base,
+                      tuple(checked))
+        for label, overrides in sweep.points():
+            try:
+                apply_overrides(experiments[base].settings, overrides)
+            except ConfigError as exc:
+                ffor("axes")(f"point {label}: {exc.message}")
+        sweeps[sname] = sweep
+
     return Config(path=path.resolve(), lab=lab, defaults=defaults, experiments=experiments,
-                  compares=compares)
+                  compares=compares, sweeps=sweeps)
 
 
 def _check_cycles(experiments: dict, fail_for) -> None:

@@ -8,17 +8,81 @@ from torch import nn
 from torchvision import models as tvm
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class LeNet(nn.Module):
+    """LeNet-5 for colour images: two 5x5 convolutions with max-pooling, then three linear
+    layers; the flattened size follows the input size."""
+
+    def __init__(self, num_classes: int, image_size: int = 32, act=nn.ReLU):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.act, self.pool = act(), nn.MaxPool2d(2)
+        side = ((image_size - 4) // 2 - 4) // 2
+        self.fc1 = nn.Linear(16 * side * side, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc = nn.Linear(84, num_classes)
+
+    def forward(self, x):
+        x = self.pool(self.act(self.conv1(x)))
+        x = self.pool(self.act(self.conv2(x)))
+        x = self.act(self.fc1(x.flatten(1)))
+        return self.fc(self.act(self.fc2(x)))
+
+
+class AlexNet(nn.Module):
+    """AlexNet as seed 001's layer table: an activation after every convolution and hidden
+    linear layer, adaptive average pooling to 6x6, dropout before both hidden linear
+    layers (70x70 input for CIFAR-10)."""
+
+    def __init__(self, num_classes: int, act=nn.ReLU, dropout: float = 0.5):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), act(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), act(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), act(),
+            nn.Conv2d(384, 256, 3, padding=1), act(),
+            nn.Conv2d(256, 256, 3, padding=1), act(), nn.MaxPool2d(3, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096), act(),
+            nn.Dropout(dropout), nn.Linear(4096, 4096), act())
+        self.fc = nn.Linear(4096, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.classifier(self.avgpool(self.features(x)).flatten(1)))
+
+
+def _swap_activations(model: nn.Module, act) -> None:
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, act())
+        else:
+            _swap_activations(child, act)
+
+
+def build_model(name: str, num_classes: int, image_size: int = 32, activation: str = "relu",
+                dropout: float = 0.5) -> nn.Module:
+    act = ACTIVATIONS[activation]
+    if name == "lenet":
+        return LeNet(num_classes, image_size, act)
+    if name == "alexnet":
+        return AlexNet(num_classes, act, dropout)
     if name == "resnet18":
-        return tvm.resnet18(num_classes=num_classes)
-    if name == "resnet18_cifar":  # 3x3 stem, no max-pool: keeps 32x32 detail for CIFAR
+        m = tvm.resnet18(num_classes=num_classes)
+    elif name == "resnet18_cifar":  # 3x3 stem, no max-pool: keeps 32x32 detail for CIFAR
         m = tvm.resnet18(num_classes=num_classes)
         m.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         m.maxpool = nn.Identity()
-        return m
-    if name == "resnet50":
-        return tvm.resnet50(num_classes=num_classes)
-    raise ValueError(f"unknown model {name!r}")
+    elif name == "resnet50":
+        m = tvm.resnet50(num_classes=num_classes)
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    if activation != "relu":
+        _swap_activations(m, act)
+    return m
 
 
 def _under(name: str, layers) -> bool:

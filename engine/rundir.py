@@ -96,15 +96,15 @@ def read_jsonl(path: Path) -> list[dict]:
     return tail.read_new()
 
 
-class MetricsTail:
-    """Reads only what was appended since the last call; a torn last line is left for
-    the next call, when the writer will have finished it."""
+class FileTail:
+    """Reads only the complete lines appended since the last call; a torn last line is left
+    for the next call, when the writer will have finished it."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.offset = 0
 
-    def read_new(self) -> list[dict]:
+    def read_lines(self) -> list[bytes]:
         try:
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
@@ -118,8 +118,13 @@ class MetricsTail:
         if end < 0:
             return []
         self.offset += end + 1
+        return chunk[: end + 1].splitlines()
+
+
+class MetricsTail(FileTail):
+    def read_new(self) -> list[dict]:
         out = []
-        for line in chunk[: end + 1].splitlines():
+        for line in self.read_lines():
             try:
                 out.append(json.loads(line))
             except (json.JSONDecodeError, UnicodeDecodeError):

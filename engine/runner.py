@@ -54,21 +54,38 @@ def resolve_init(config: Config, name: str, s: Settings, runs_dir: Path) -> str:
 
 def write_config(run_dir: Path, config: Config, name: str, s: Settings, overrides: list[str],
                  init_from: str) -> None:
+    old = read_run_meta(run_dir)
     run = {"experiment": name, "run_id": run_dir.name, "config_file": str(config.path),
-           "init_from": init_from, "overrides": list(overrides)}
+           "init_from": init_from, "overrides": list(overrides),
+           "sweep": old.get("sweep"), "point": old.get("point")}
     rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
         {"run": run, "settings": dataclasses.asdict(s)}))
 
 
+def read_run_meta(run_dir: Path) -> dict:
+    """config.toml's [run] and [settings] tables merged; {} if absent or unreadable."""
+    from .config import tomllib
+    try:
+        data = tomllib.loads((Path(run_dir) / rd.CONFIG).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return {**data.get("run", {}), "settings": data.get("settings", {})}
+
+
 def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
-               run_id: str | None = None) -> tuple[Path, Settings]:
-    """The run directory, queued, owned by this process."""
+               run_id: str | None = None, sweep: str | None = None,
+               point: str | None = None) -> tuple[Path, Settings]:
+    """The run directory, queued, owned by this process. A sweep's runs are filed under
+    the sweep's name, each with its point's label."""
     s = resolve_settings(config, name, overrides)
-    run_dir = Path(runs_dir) / name / (run_id or rd.new_run_id())
+    run_dir = Path(runs_dir) / (sweep or name) / (run_id or rd.new_run_id())
     try:
         run_dir.mkdir(parents=True)
     except FileExistsError:
         raise RunError(f"run directory {run_dir} already exists") from None
+    if sweep:
+        rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
+            {"run": {"sweep": sweep, "point": point}}))
     write_config(run_dir, config, name, s, overrides, "")
     rd.atomic_write_json(run_dir / rd.STATUS, {
         "state": "queued", "experiment": name, "run_id": run_dir.name, "pid": os.getpid(),
@@ -231,6 +248,48 @@ def run_experiment(config: Config, name: str, overrides: list[str], runs_dir: Pa
     return results
 
 
+def sweep_point_runs(runs_dir: Path, sweep: str) -> dict[str, list[rd.Run]]:
+    """A sweep's runs by point label, newest first."""
+    out: dict[str, list[rd.Run]] = {}
+    for run in rd.list_runs(runs_dir, sweep):
+        out.setdefault(read_run_meta(run.path).get("point"), []).append(run)
+    return out
+
+
+def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
+              queue: bool = True, echo: bool = True) -> list[tuple[str, Path | None, str]]:
+    """Every point of a sweep, one after another; a point already done with the same
+    resolved settings is skipped. `overrides` apply on top of every point."""
+    sweep = config.sweeps[name]
+    by_point = sweep_point_runs(runs_dir, name)
+    todo, results = [], []
+    for label, point_overrides in sweep.points():
+        all_overrides = point_overrides + list(overrides)
+        s = resolve_settings(config, sweep.base, all_overrides)
+        want = {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(s).items()}
+        done = next((r for r in by_point.get(label, []) if r.raw_state == "done"
+                     and read_run_meta(r.path).get("settings") == want), None)
+        if done:
+            results.append((label, done.path, "done"))
+            if echo:
+                print(f"{name} [{label}]: already done in {done.path}", flush=True)
+            continue
+        run_dir, s = create_run(config, sweep.base, all_overrides, runs_dir, sweep=name,
+                                point=label)
+        todo.append((label, run_dir, s, all_overrides))
+    for label, run_dir, s, all_overrides in todo:
+        if echo:
+            print(f"{name} [{label}]: {run_dir}", flush=True)
+        try:
+            state = run_queued(config, run_dir, sweep.base, s, all_overrides, runs_dir,
+                               queue=queue, echo=echo)
+        except RunError:
+            state = "failed"
+        results.append((label, run_dir, state))
+    return results
+
+
 def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
     from .config import load, settings_from_dict, tomllib
 
@@ -288,6 +347,14 @@ def launch_detached(config: Config, name: str, overrides: list[str], runs_dir: P
     if with_deps:
         argv.append("--with-deps")
     return run_id, spawn_engine(argv, runs_dir, config.root, run_id)
+
+
+def launch_sweep_detached(config: Config, name: str, overrides: list[str],
+                          runs_dir: Path) -> Path:
+    argv = ["sweep", name, "--config", str(config.path), "--runs-dir", str(runs_dir), "--quiet"]
+    for o in overrides:
+        argv += ["--set", o]
+    return spawn_engine(argv, runs_dir, config.root, f"sweep-{name}-{rd.new_run_id()}")
 
 
 def resume_detached(run_dir: Path, runs_dir: Path) -> Path:

@@ -175,7 +175,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
     data = data.to(device)
     num_classes = 4 if s.task == "rotation" else len(data.classes)
 
-    model = build_model(s.model, num_classes)
+    model = build_model(s.model, num_classes, s.image_size, s.activation, s.dropout)
     ckpt_dir = run_dir / rd.CHECKPOINTS
     ckpt_dir.mkdir(exist_ok=True)
     last_path = ckpt_dir / "last.pt"

@@ -28,7 +28,7 @@ BAD = {
     "compare names": ('[experiment.a]\n[compare.c]\nexperiments = ["b"]\n',
                       'experiments.toml:3: [compare.c] no experiment named "b"'),
     "multistep": ('[experiment.a]\nschedule = "multistep"\n', "needs milestones"),
-    "layer": ('[experiment.a]\ntrain_layers = ["layer5"]\n', "unknown layer 'layer5'"),
+    "layer": ('[experiment.a]\ntrain_layers = ["layer5"]\n', "resnet18 has no layer 'layer5'"),
 }
 
 

@@ -21,9 +21,11 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from engine import rundir as rd
-from engine.analysis import PCT, RATE, SECS, compare_table, fmt, runs_table
+from engine.analysis import (PCT, RATE, SECS, compare_table, fmt, runs_table, table_names,
+                             table_runs)
 from engine.config import ConfigError, apply_overrides
-from engine.runner import RunError, cancel, launch_detached, resume_detached
+from engine.runner import (RunError, cancel, launch_detached, launch_sweep_detached,
+                           resume_detached)
 
 from .model import GpuMonitor, Lab, Snapshot, Watcher, downsample
 
@@ -266,6 +268,19 @@ class RotundaApp(App):
                               fmt(e.expect.value if e.expect else None, PCT),
                               state_text(last.state) if last else "-", e.settings.model,
                               e.settings.dataset, key=e.name)
+        sweeps = [w for w in config.sweeps.values()
+                  if self._matches(w.group, w.name, w.title, w.base)]
+        groups_seen = set()
+        for w in sweeps:
+            if w.group not in groups_seen:
+                groups_seen.add(w.group)
+                table.add_row(Text(w.group, style="bold underline"), key=f"group:sweeps:{w.group}")
+            mine = [r for r in runs if r.experiment == w.name]
+            done = len({r.run_id for r in mine if r.raw_state == "done"})
+            live = [r for r in mine if r.state in rd.LIVE_STATES]
+            table.add_row(f" {w.name}", "sweep", str(len(w.points())), w.base, "-",
+                          state_text(live[0].state) if live else f"{done} runs done",
+                          ", ".join(k for k, _ in w.axes), "", key=f"sweep:{w.name}")
         if selected is None or selected.startswith("group:"):
             selected = next(iter(e for g in config.groups().values() for e in g
                                  if e.name in [k.value for k in table.rows]), None)
@@ -276,6 +291,13 @@ class RotundaApp(App):
     def update_experiment_detail(self) -> None:
         detail = self.query_one("#exp-detail", Static)
         name = self.selected_key(self.query_one("#exp-table", DataTable))
+        if name and name.startswith("sweep:") and self.lab.config:
+            w = self.lab.config.sweeps[name[len("sweep:"):]]
+            axes = "; ".join(f"{k} in {list(v)}" for k, v in w.axes)
+            detail.update(f"[b]{w.title}[/b]  (sweep {w.name})\n[dim]base:[/dim] {w.base}\n"
+                          f"[dim]axes:[/dim] {axes}\n[dim]points:[/dim] {len(w.points())}, one run "
+                          "each; Enter runs those not done yet, one after another")
+            return
         if not name or not self.lab.config or name not in self.lab.config.experiments:
             detail.update("")
             return
@@ -401,7 +423,7 @@ class RotundaApp(App):
             notes.update("No comparisons: add a [compare.NAME] table to experiments.toml."
                          if self.lab.config else "")
             return
-        names = list(self.lab.config.compares)
+        names = table_names(self.lab.config)
         t = compare_table(self.lab.config, name, self.lab.runs_dir)
         title.update(Text.assemble((t.title, "bold"), f"  ({name}, {names.index(name) + 1}/"
                                    f"{len(names)}; [ and ] switch, e exports)"))
@@ -412,10 +434,8 @@ class RotundaApp(App):
         notes.update(Text("\n".join(t.notes), style="dim"))
 
     def selected_compare(self) -> str | None:
-        if not self.lab.config or not self.lab.config.compares:
-            return None
-        names = list(self.lab.config.compares)
-        return names[self.compare_index % len(names)]
+        names = table_names(self.lab.config) if self.lab.config else []
+        return names[self.compare_index % len(names)] if names else None
 
     def action_switch_compare(self, step: int) -> None:
         self.compare_index += step
@@ -511,9 +531,14 @@ class RotundaApp(App):
             self.notify(self.lab.error or "no experiments", severity="error")
             return
         name = self.selected_key(self.query_one("#exp-table", DataTable))
+        overrides = overrides or []
+        if name and name.startswith("sweep:"):
+            sweep = name[len("sweep:"):]
+            launch_sweep_detached(config, sweep, overrides, self.lab.runs_dir)
+            self.notify(f"launched sweep {sweep}: its points run one after another")
+            return
         if not name or name not in config.experiments:
             return
-        overrides = overrides or []
         try:
             apply_overrides(config.experiments[name].settings, overrides)
         except ConfigError as exc:
@@ -544,7 +569,7 @@ class RotundaApp(App):
         if self.active_view() != "experiments" or self.lab.config is None:
             return
         name = self.selected_key(self.query_one("#exp-table", DataTable))
-        if not name or name not in self.lab.config.experiments:
+        if not name or name.startswith("group:"):
             return
 
         def got(text: str | None) -> None:
@@ -592,8 +617,7 @@ class RotundaApp(App):
                 name = self.selected_compare()
                 table = compare_table(self.lab.config, name, self.lab.runs_dir)
                 paths = export_table(table, reports, name)
-                curves = [(e, r.path) for e in self.lab.config.compares[name].experiments
-                          if (r := rd.latest_done(self.lab.runs_dir, e))]
+                curves = table_runs(self.lab.config, name, self.lab.runs_dir)
                 if curves:
                     paths.append(plot_runs(curves, reports / f"{name}-curves.png", table.title))
             elif view == "run" and self.current_run:

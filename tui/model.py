@@ -118,24 +118,6 @@ def downsample(xs: list, ys: list, max_points: int = 400) -> tuple[list, list]:
     return out_x, out_y
 
 
-class LogTail:
-    def __init__(self, path: Path):
-        self.path, self.offset = path, 0
-
-    def read_new(self) -> list[str]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        return chunk[:end].decode("utf-8", "replace").splitlines()
-
-
 @dataclass
 class Snapshot:
     rows: list
@@ -193,7 +175,7 @@ class Watcher:
         self.last_rows: list = []
         self.runs: list[rd.Run] = []
         self.log_gen = 0
-        self.log_tail: LogTail | None = None
+        self.log_tail: rd.FileTail | None = None
         self.lock = threading.Lock()
 
     def select_log(self, key: str | None) -> int:
@@ -201,7 +183,7 @@ class Watcher:
         will carry, so that lines read for an earlier selection are never shown."""
         with self.lock:
             self.log_gen += 1
-            self.log_tail = LogTail(Path(key) / rd.LOG) if key else None
+            self.log_tail = rd.FileTail(Path(key) / rd.LOG) if key else None
             return self.log_gen
 
     def poll(self, now: float | None = None) -> Snapshot:
@@ -228,6 +210,6 @@ class Watcher:
         self.last_rows = rows
         with self.lock:
             gen, tail = self.log_gen, self.log_tail
-            lines = tail.read_new() if tail else []
+            lines = [b.decode("utf-8", "replace") for b in tail.read_lines()] if tail else []
         gpus = self.gpu.read() if self.gpu.handles else None
         return Snapshot(rows, changed, moved, lines, gen, gpus, self.gpu.error)

@@ -1,0 +1,124 @@
+"""Training throughput against batch size (seed 001, 2.2.4): powers of two from 1 until the
+device runs out of memory. An out-of-memory error ends the sweep and is recorded; it never
+ends the program."""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import rundir as rd
+from .analysis import INT, RATE, TEXT, Table
+from .config import Settings
+from .export import _pyplot, _save, export_table
+from .models import build_model
+from .train import pick_device
+
+CPU_CAP = 64
+
+
+def measure(model, batch: int, image_size: int, num_classes: int, device: torch.device,
+            steps: int, warmup: int, amp: bool, channels_last: bool) -> dict:
+    """Images/s of full training steps (forward, backward, SGD step) on random tensors
+    already on the device, timed after warm-up with a synchronise at both edges."""
+    cuda = device.type == "cuda"
+    x = torch.randn(batch, 3, image_size, image_size, device=device)
+    if cuda and channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and amp else nullcontext()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            if cuda:
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        with autocast:
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    dt = time.perf_counter() - t0
+    return {"batch": batch, "images_per_s": batch * steps / dt, "step_ms": 1000 * dt / steps,
+            "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+            "note": ""}
+
+
+def sweep_batches(make_model, image_size: int, num_classes: int, device: torch.device,
+                  max_batch: int, steps: int = 10, warmup: int = 3, amp: bool = True,
+                  channels_last: bool = True) -> tuple[list[dict], int | None, str]:
+    """Rows for batch 1, 2, 4, ... up to max_batch; stops at the first out-of-memory
+    error. Returns (rows, largest batch that fits, why it stopped)."""
+    rows, largest, why = [], None, f"reached the cap of {max_batch}"
+    batch = 1
+    while batch <= max_batch:
+        model = make_model().to(device).train()
+        if device.type == "cuda" and channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        try:
+            rows.append(measure(model, batch, image_size, num_classes, device, steps, warmup,
+                                amp, channels_last))
+            largest = batch
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"batch": batch, "images_per_s": None, "step_ms": None,
+                         "peak_mb": None, "note": "out of memory"})
+            why = f"out of memory at batch {batch}"
+            break
+        except ValueError as exc:  # BatchNorm cannot train on one value per channel
+            rows.append({"batch": batch, "images_per_s": None, "step_ms": None,
+                         "peak_mb": None, "note": str(exc).split("(")[0].strip()[:60]})
+        finally:
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # leave the next size a clean allocator
+        batch *= 2
+    return rows, largest, why
+
+
+def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
+                   steps: int = 10, warmup: int = 3) -> tuple[Table, list[Path]]:
+    device = pick_device(s.device)
+    cuda = device.type == "cuda"
+    cap = max_batch or (1 << 20 if cuda else CPU_CAP)
+    num_classes = 4 if s.task == "rotation" else 10
+    rows, largest, why = sweep_batches(
+        lambda: build_model(s.model, num_classes, s.image_size, s.activation, s.dropout),
+        s.image_size, num_classes, device, cap, steps, warmup, s.amp, s.channels_last)
+    gpu = torch.cuda.get_device_name(device) if cuda else "CPU"
+    table = Table(f"Throughput of {s.model} at {s.image_size}px on {gpu}",
+                  [("Batch", INT), ("images/s", RATE), ("step ms", RATE), ("peak MiB", RATE),
+                   ("Note", TEXT)])
+    for r in rows:
+        table.rows.append([r["batch"], r["images_per_s"], r["step_ms"], r["peak_mb"], r["note"]])
+    table.notes.append(f"largest batch that fits: {largest} ({why}); {steps} timed training "
+                       f"steps after {warmup} warm-up steps, random tensors on the device")
+    stem = f"throughput-{name}"
+    paths = export_table(table, out_dir, stem)
+    rd.atomic_write_text(Path(out_dir) / f"{stem}.json", json.dumps(
+        {"experiment": name, "model": s.model, "image_size": s.image_size, "device": gpu,
+         "largest_batch": largest, "stopped": why, "rows": rows}, indent=2) + "\n")
+    paths.append(Path(out_dir) / f"{stem}.json")
+    ok = [r for r in rows if r["images_per_s"]]
+    if ok:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([r["batch"] for r in ok], [r["images_per_s"] for r in ok], marker="o")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("training images/s")
+        ax.set_title(table.title)
+        ax.grid(alpha=0.3)
+        try:
+            paths.append(_save(fig, Path(out_dir) / f"{stem}.png"))
+        finally:
+            plt.close(fig)
+    return table, paths
