@@ -104,6 +104,20 @@ def cmd_throughput(args) -> int:
     return 0
 
 
+def cmd_gallery(args) -> int:
+    from rich.console import Console
+
+    from .gallery import predict_gallery, save_png, terminal_grid
+
+    run_dir = _find(args, args.run)
+    items = predict_gallery(run_dir, args.n)
+    console = Console(force_terminal=True if args.ansi else None, width=args.width or None)
+    console.print(terminal_grid(items, per_row=max(1, (console.width + 2) // 18)))
+    if not args.no_png:
+        print(save_png(items, run_dir / "gallery.png", f"{run_dir.parent.name}/{run_dir.name}"))
+    return 0
+
+
 def cmd_launch(args) -> int:
     config = load(_config_path(args.config))
     runs_dir = config.runs_dir(args.runs_dir)
@@ -242,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     tp.add_argument("--out", metavar="DIR", help="folder for the table, plot, JSON")
     tp.set_defaults(fn=cmd_throughput)
+
+    ga = sub.add_parser("gallery", parents=[common],
+                        help="test images with true and predicted labels (terminal + PNG)")
+    ga.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    ga.add_argument("--n", type=int, default=20)
+    ga.add_argument("--no-png", action="store_true", help="terminal only")
+    ga.add_argument("--ansi", action="store_true", help="colours even when not a terminal")
+    ga.add_argument("--width", type=int, default=0, help="terminal columns")
+    ga.set_defaults(fn=cmd_gallery)
 
     rs = sub.add_parser("resume", parents=[common], help="continue a killed or cancelled run")
     rs.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")

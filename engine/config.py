@@ -32,7 +32,8 @@ class ConfigError(Exception):
 
 
 TASKS = ("classify", "rotation")
-DATASETS = ("cifar10", "imagefolder", "synthetic")
+DATASETS = ("cifar10", "imagefolder", "synthetic", "hdf5")
+PLACEMENTS = ("auto", "device", "host")
 MODELS = ("resnet18", "resnet18_cifar", "resnet50", "lenet", "alexnet")
 # Module names that train_layers may name, per model (the head is "fc" in every model).
 MODEL_LAYERS = {
@@ -60,6 +61,7 @@ class Settings:
     dataset: str = "cifar10"
     data_dir: str = "data"
     download: bool = True
+    data_placement: str = "auto"
     image_size: int = 32
     limit_train: int = 0
     limit_test: int = 0
@@ -87,6 +89,7 @@ class Settings:
     patience: int = 3
     label_smoothing: float = 0.0
     augment: str = "crop_flip"
+    cutout: int = 0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -102,13 +105,14 @@ CHOICES: dict[str, tuple] = {
     "task": TASKS, "dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES, "augment": AUGMENTS, "rotation_mode": ROTATION_MODES,
     "device": DEVICES, "init_checkpoint": INIT_CHECKPOINTS, "activation": ACTIVATIONS,
+    "data_placement": PLACEMENTS,
 }
 MINIMUM: dict[str, float] = {
     "epochs": 1, "batch_size": 1, "image_size": 8, "limit_train": 0, "limit_test": 0,
     "synthetic_train": 8, "synthetic_test": 8, "lr": 0.0, "momentum": 0.0,
     "weight_decay": 0.0, "warmup_epochs": 0.0, "step_size": 1, "gamma": 0.0,
     "patience": 0, "label_smoothing": 0.0, "log_every": 1, "eval_batch_size": 1,
-    "dropout": 0.0,
+    "dropout": 0.0, "cutout": 0,
 }
 SETTING_TYPES: dict[str, Any] = {f.name: type(f.default) for f in dataclasses.fields(Settings)}
 LIST_ITEM_TYPES = {"train_layers": str, "milestones": int}

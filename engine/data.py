@@ -6,6 +6,7 @@ tensor ops, so the hot loop has no per-sample Python and no DataLoader workers.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -34,20 +35,168 @@ class DataError(Exception):
     """A dataset that cannot be found or read; the message says where we looked."""
 
 
+def _to_device(xb: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if xb.device == device:
+        return xb
+    if device.type == "cuda":
+        xb = xb.pin_memory()
+    return xb.to(device, non_blocking=True)
+
+
+class TensorSplit:
+    """A split held whole as a uint8 tensor: on the training device when it fits, else in
+    host memory, from which each batch is gathered, pinned and copied asynchronously."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def labels(self) -> torch.Tensor | None:
+        return self.y
+
+    def subset(self, idx: torch.Tensor) -> "TensorSplit":
+        idx = idx.to(self.x.device)
+        return TensorSplit(self.x[idx], self.y[idx] if self.y is not None else None)
+
+    def to(self, device) -> "TensorSplit":
+        return TensorSplit(self.x.to(device), self.y.to(device) if self.y is not None else None)
+
+    def batches(self, batch_size: int, device: torch.device, seed: int | None = None,
+                drop_last: bool = False):
+        """uint8 batches on `device`; shuffled by `seed` when given (drop_last: no ragged
+        final batch, which BatchNorm dislikes)."""
+        n, here = len(self), self.x.device
+        if seed is None:
+            order = torch.arange(n, device=here)
+        else:
+            order = torch.randperm(n, device=here,
+                                   generator=torch.Generator(device=here).manual_seed(seed))
+        steps = max(1, n // batch_size) if drop_last else -(-n // batch_size)
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            yb = self.y[idx] if self.y is not None else None
+            yield _to_device(self.x[idx], device), (_to_device(yb, device) if yb is not None
+                                                     else None)
+
+
+class HDF5Split:
+    """A split of an HDF5 file, read in contiguous chunks (in random order, then shuffled
+    in a buffer of several chunks) by a background thread, so that 1.5 million images
+    never need to fit in memory. Images are (N, 3, H, W) or (N, H, W, 3) uint8; they are
+    resized to `size` on the device when stored at another size."""
+
+    CHUNK = 2048
+    BUFFER_CHUNKS = 4
+
+    def __init__(self, path: Path, images: str, labels: str | None, size: int, rows=None):
+        import h5py
+
+        self.path, self.images, self.labels_key, self.target = Path(path), images, labels, size
+        with h5py.File(self.path, "r") as f:
+            shape = f[images].shape
+            self._labels = (torch.from_numpy(np.asarray(f[labels][:], dtype=np.int64))
+                            if labels else None)
+        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
+            raise DataError(f"{path}:{images} has shape {shape}; expected (N, 3, H, W) or "
+                            "(N, H, W, 3) uint8")
+        self.hwc = shape[3] == 3 and shape[1] != 3
+        self.size = shape[1] if self.hwc else shape[2]
+        self.rows = np.arange(shape[0]) if rows is None else np.sort(np.asarray(rows))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def labels(self) -> torch.Tensor | None:
+        return self._labels[torch.from_numpy(self.rows)] if self._labels is not None else None
+
+    def subset(self, idx: torch.Tensor) -> "HDF5Split":
+        return HDF5Split(self.path, self.images, self.labels_key, self.target,
+                         self.rows[idx.cpu().numpy()])
+
+    def _read(self, starts: list[int], q) -> None:
+        import h5py
+
+        try:
+            with h5py.File(self.path, "r") as f:
+                images = f[self.images]
+                for start in starts:
+                    rows = self.rows[start:start + self.CHUNK]
+                    lo, hi = int(rows[0]), int(rows[-1]) + 1
+                    x = images[lo:hi] if hi - lo == len(rows) else images[rows]
+                    if self.hwc:
+                        x = x.transpose(0, 3, 1, 2)
+                    y = (self._labels[torch.from_numpy(rows)] if self._labels is not None
+                         else torch.full((len(rows),), -1, dtype=torch.long))
+                    q.put((torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)), y))
+        except Exception as exc:  # handed over to the training thread
+            q.put(exc)
+        q.put(None)
+
+    def batches(self, batch_size: int, device: torch.device, seed: int | None = None,
+                drop_last: bool = False):
+        import queue
+        import threading
+
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        starts = list(range(0, len(self), self.CHUNK))
+        if gen is not None:
+            starts = [starts[i] for i in torch.randperm(len(starts), generator=gen)]
+        q: queue.Queue = queue.Queue(maxsize=2)
+        threading.Thread(target=self._read, args=(starts, q), daemon=True).start()
+        xs, ys = [], []
+        while True:
+            item = q.get()
+            if isinstance(item, Exception):
+                raise DataError(f"reading {self.path}: {item}")
+            last = item is None
+            if not last:
+                xs.append(item[0])
+                ys.append(item[1])
+                if len(xs) < self.BUFFER_CHUNKS:
+                    continue
+            if not xs:
+                return
+            x, y = torch.cat(xs), torch.cat(ys)
+            if gen is not None:
+                perm = torch.randperm(len(x), generator=gen)
+                x, y = x[perm], y[perm]
+            cut = len(x) if last and not drop_last else len(x) // batch_size * batch_size
+            for i in range(0, cut, batch_size):
+                xb = _to_device(x[i:i + batch_size], device)
+                if self.size != self.target:
+                    xb = resize_u8(xb, self.target)
+                yield xb, (_to_device(y[i:i + batch_size], device) if self.labels_key else None)
+            if last:
+                return
+            xs, ys = [x[cut:]], [y[cut:]]
+
+
 @dataclass
 class Dataset:
-    train_x: torch.Tensor  # uint8 [N, 3, H, W]
-    train_y: torch.Tensor  # int64 [N]
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    train: TensorSplit | HDF5Split
+    test: TensorSplit | HDF5Split
     classes: tuple
     mean: tuple
     std: tuple
     source: str  # where it came from, for the log
+    predict: TensorSplit | HDF5Split | None = None  # unlabelled split for submission.csv
 
-    def to(self, device) -> "Dataset":
-        return Dataset(self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
-                       self.test_y.to(device), self.classes, self.mean, self.std, self.source)
+    def place(self, device: torch.device, placement: str) -> "Dataset":
+        """In-memory splits go to the device unless they would not fit (auto: over half
+        of the free device memory), in which case batches stream from host memory."""
+        splits = [sp for sp in (self.train, self.test, self.predict)
+                  if isinstance(sp, TensorSplit)]
+        nbytes = sum(sp.x.numel() for sp in splits)
+        on_device = placement == "device" or (placement == "auto" and (
+            device.type != "cuda" or nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]))
+        if not on_device:
+            return self
+        moved = {name: (sp.to(device) if isinstance(sp, TensorSplit) else sp)
+                 for name, sp in (("train", self.train), ("test", self.test),
+                                  ("predict", self.predict)) if sp is not None}
+        return dataclasses.replace(self, **moved)
 
 
 def load_dataset(s: Settings) -> Dataset:
@@ -55,15 +204,55 @@ def load_dataset(s: Settings) -> Dataset:
         data = synthetic(s.synthetic_train, s.synthetic_test, s.image_size)
     elif s.dataset == "cifar10":
         data = load_cifar10(Path(s.data_dir), s.download, s.image_size)
+    elif s.dataset == "hdf5":
+        data = load_hdf5(Path(s.data_dir), s.image_size)
     else:
         data = load_imagefolder(Path(s.data_dir), s.image_size)
     if s.limit_train:
-        idx = stratified_subset(data.train_y, s.limit_train)
-        data.train_x, data.train_y = data.train_x[idx], data.train_y[idx]
+        data.train = data.train.subset(stratified_subset(data.train.labels(), s.limit_train))
     if s.limit_test:
-        idx = stratified_subset(data.test_y, s.limit_test)
-        data.test_x, data.test_y = data.test_x[idx], data.test_y[idx]
+        data.test = data.test.subset(stratified_subset(data.test.labels(), s.limit_test))
     return data
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_hdf5(path: Path, size: int) -> Dataset:
+    """The seed's MediumImageNet layout: one file with images-train, labels-train,
+    images-val, labels-val and images-test (no labels). Trains on train, reports val as
+    the test metrics, and predicts test into submission.csv. Class names come from a
+    "classes" dataset or attribute when present, else 0..C-1."""
+    import h5py
+
+    if path.is_dir():
+        files = sorted(path.glob("*.hdf5")) + sorted(path.glob("*.h5"))
+        if not files:
+            raise DataError(f"no .hdf5 or .h5 file in {path} (set data_dir to the file). "
+                            + DEMO_HINT)
+        path = files[0]
+    if not path.exists():
+        raise DataError(f"HDF5 file {path} not found. Set data_dir to it, " + DEMO_HINT)
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+            missing = {"images-train", "labels-train", "images-val", "labels-val"} - keys
+            if missing:
+                raise DataError(f"{path} lacks {', '.join(sorted(missing))} (has: "
+                                f"{', '.join(sorted(keys))}); see docs/config.md for the layout")
+            names = f["classes"][:] if "classes" in keys else f.attrs.get("classes")
+            n_classes = int(np.max(f["labels-train"][:])) + 1
+    except OSError as exc:
+        raise DataError(f"cannot read {path} as HDF5: {exc}") from None
+    classes = (tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+               if names is not None else tuple(str(i) for i in range(n_classes)))
+    train = HDF5Split(path, "images-train", "labels-train", size)
+    test = HDF5Split(path, "images-val", "labels-val", size)
+    predict = HDF5Split(path, "images-test", None, size) if "images-test" in keys else None
+    return Dataset(train, test, classes, IMAGENET_MEAN, IMAGENET_STD,
+                   f"HDF5 {path} ({len(train)} train, {len(test)} val, "
+                   f"{len(predict) if predict else 0} unlabelled test)", predict)
 
 
 def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -116,8 +305,8 @@ def synthetic(n_train: int, n_test: int, size: int = 32) -> Dataset:
     train_x, train_y = _render_glyphs(n_train, size, seed=1234)
     test_x, test_y = _render_glyphs(n_test, size, seed=5678)
     mean, std = channel_stats(train_x)
-    return Dataset(train_x, train_y, test_x, test_y, tuple(_GLYPHS), mean, std,
-                   f"synthetic glyphs ({n_train} train, {n_test} test, {size}px)")
+    return Dataset(TensorSplit(train_x, train_y), TensorSplit(test_x, test_y), tuple(_GLYPHS),
+                   mean, std, f"synthetic glyphs ({n_train} train, {n_test} test, {size}px)")
 
 
 def _render_glyphs(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,11 +397,11 @@ def load_cifar10(root: Path, download: bool, size: int) -> Dataset:
                         "download again") from None
     train_x = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     train_y = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-    data = Dataset(train_x, train_y, torch.from_numpy(test_x), torch.from_numpy(test_y),
-                   CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, f"CIFAR-10 from {batches}")
+    test_x = torch.from_numpy(test_x)
     if size != 32:
-        data.train_x, data.test_x = resize_u8(data.train_x, size), resize_u8(data.test_x, size)
-    return data
+        train_x, test_x = resize_u8(train_x, size), resize_u8(test_x, size)
+    return Dataset(TensorSplit(train_x, train_y), TensorSplit(test_x, torch.from_numpy(test_y)),
+                   CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, f"CIFAR-10 from {batches}")
 
 
 def _download_cifar10(root: Path) -> Path | None:
@@ -274,8 +463,8 @@ def load_imagefolder(root: Path, size: int, mean=None, std=None) -> Dataset:
     test_x, test_y = _decode_cached(root, test_dir.name, test_items, size)
     if mean is None:
         mean, std = channel_stats(train_x)
-    return Dataset(train_x, train_y, test_x, test_y, tuple(classes), mean, std,
-                   f"image folder {root} ({len(classes)} classes, {size}px)")
+    return Dataset(TensorSplit(train_x, train_y), TensorSplit(test_x, test_y), tuple(classes),
+                   mean, std, f"image folder {root} ({len(classes)} classes, {size}px)")
 
 
 def _cache_dir(root: Path) -> Path:
@@ -349,6 +538,19 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, crop: bool, flip: bool, pad
     return x
 
 
+def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero one size x size patch per image at a random centre (clipped at the borders)."""
+    b, _, h, w = x.shape
+    dev = x.device
+    cy = torch.randint(0, h, (b,), device=dev, generator=gen)[:, None, None]
+    cx = torch.randint(0, w, (b,), device=dev, generator=gen)[:, None, None]
+    ys = torch.arange(h, device=dev)[None, :, None]
+    xs = torch.arange(w, device=dev)[None, None, :]
+    lo = size // 2
+    mask = ((ys >= cy - lo) & (ys < cy - lo + size) & (xs >= cx - lo) & (xs < cx - lo + size))
+    return x.masked_fill(mask[:, None], 0)
+
+
 def rotate_batch(x: torch.Tensor, mode: str, gen: torch.Generator | None = None):
     """Rotation-pretext inputs and labels: label k means a k quarter turns counter-clockwise.
     all4: every image in all four rotations (Gidaris et al.); random: one rotation each."""
@@ -374,19 +576,6 @@ class Normalizer:
     def __call__(self, x_u8: torch.Tensor) -> torch.Tensor:
         x = (x_u8.float() - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
-def train_batches(x, y, batch_size: int, gen: torch.Generator, augment: str):
-    """Shuffled uint8 batches with augmentation; drops a ragged last batch (BatchNorm)."""
-    n = x.shape[0]
-    perm = torch.randperm(n, device=x.device, generator=gen)
-    steps = max(1, n // batch_size)
-    for i in range(steps):
-        idx = perm[i * batch_size:(i + 1) * batch_size]
-        xb = x[idx]
-        if augment != "none":
-            xb = crop_flip(xb, gen, crop=augment == "crop_flip", flip=True)
-        yield xb, y[idx]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

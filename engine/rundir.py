@@ -21,6 +21,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 LOG = "log.txt"
 PREDICTIONS = "predictions.csv"
+SUBMISSION = "submission.csv"
 CHECKPOINTS = "checkpoints"
 STDOUT = "stdout.txt"
 

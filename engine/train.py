@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from . import rundir as rd
 from .config import Settings
-from .data import (DataError, Normalizer, load_dataset, rotate_batch, steps_per_epoch,
-                   train_batches)
+from .data import (DataError, Normalizer, crop_flip, cutout, load_dataset, rotate_batch,
+                   steps_per_epoch)
 from .models import InitError, build_model, count_params, freeze_except, load_init, train_mode
 
 
@@ -103,26 +103,29 @@ class Stop:
         signal.signal(signal.SIGINT, self)
 
 
-def evaluate(model, x, y, s: Settings, norm: Normalizer, autocast):
-    """Loss, accuracy and per-example predictions on a test set, in large batches. For the
-    rotation task every image is scored in all four rotations, ids 4*i + k."""
+def evaluate(model, split, s: Settings, norm: Normalizer, autocast, device):
+    """Loss, accuracy and per-example predictions on a split, in large batches, in the
+    split's order. For the rotation task every image is scored in all four rotations, ids
+    4*i + k. An unlabelled split gives predictions only (loss and accuracy None)."""
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     preds = []
     with torch.inference_mode():
-        for i in range(0, x.shape[0], s.eval_batch_size):
-            xb, yb = x[i:i + s.eval_batch_size], y[i:i + s.eval_batch_size]
+        for xb, yb in split.batches(s.eval_batch_size, device):
             if s.task == "rotation":
                 xb, yb = rotate_batch(xb, "all4")
             with autocast:
                 out = model(norm(xb))
-            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").item()
             p = out.argmax(1)
-            correct += (p == yb).sum().item()
-            count += yb.numel()
+            if yb is not None:
+                loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").item()
+                correct += (p == yb).sum().item()
+                count += yb.numel()
             if s.task == "rotation":  # back from [k][image] order to [image][k]
                 p = p.view(4, -1).t().reshape(-1)
             preds.append(p.cpu())
+    if not count:
+        return None, None, torch.cat(preds)
     return loss_sum / count, correct / count, torch.cat(preds)
 
 
@@ -170,9 +173,11 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
     cuda = device.type == "cuda"
     t0 = time.time()
     data = load_dataset(s)
-    log(f"data: {data.source}; {len(data.train_y)} train, {len(data.test_y)} test, "
-        f"{len(data.classes)} classes ({time.time() - t0:.1f}s)")
-    data = data.to(device)
+    data = data.place(device, s.data_placement)
+    where = ("on the device" if getattr(data.train, "x", None) is not None
+             and data.train.x.device == device else "streamed from the host")
+    log(f"data: {data.source}; {len(data.train)} train, {len(data.test)} test, "
+        f"{len(data.classes)} classes, {where} ({time.time() - t0:.1f}s)")
     num_classes = 4 if s.task == "rotation" else len(data.classes)
 
     model = build_model(s.model, num_classes, s.image_size, s.activation, s.dropout)
@@ -210,7 +215,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
     step_model = torch.compile(model) if s.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and s.amp else nullcontext()
     norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
-    n_train = len(data.train_y)
+    n_train = len(data.train)
     steps_per = steps_per_epoch(n_train, s.batch_size)
     per_step = s.batch_size * (4 if s.task == "rotation" and s.rotation_mode == "all4" else 1)
     gpu_name = torch.cuda.get_device_name(device) if cuda else None
@@ -221,7 +226,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         f"device {gpu_name or device}; {steps_per} steps/epoch of {per_step} images")
 
     for epoch in range(first_epoch, s.epochs + 1):
-        gen = torch.Generator(device=device).manual_seed(s.seed * 1_000_003 + epoch)
+        gen = torch.Generator(device=device).manual_seed((s.seed * 1_000_003 + epoch) * 2 + 1)
         train_mode(model, s.train_layers)
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
@@ -231,9 +236,14 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         step0 = (epoch - 1) * steps_per
-        for i, (xb, yb) in enumerate(train_batches(data.train_x, data.train_y, s.batch_size,
-                                                   gen, s.augment)):
+        batches = data.train.batches(s.batch_size, device, seed=s.seed * 1_000_003 + epoch,
+                                     drop_last=True)
+        for i, (xb, yb) in enumerate(batches):
             step = step0 + i
+            if s.augment != "none":
+                xb = crop_flip(xb, gen, crop=s.augment == "crop_flip", flip=True)
+            if s.cutout:
+                xb = cutout(xb, s.cutout, gen)
             if s.task == "rotation":
                 xb, yb = rotate_batch(xb, s.rotation_mode, gen)
             lr = s.lr * lr_factor(s, step, steps_per) * plateau["factor"]
@@ -277,7 +287,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
             raise Diverged(f"loss became {train_loss} in epoch {epoch}")
-        test_loss, test_acc, preds = evaluate(model, data.test_x, data.test_y, s, norm, autocast)
+        test_loss, test_acc, preds = evaluate(model, data.test, s, norm, autocast, device)
         if not math.isfinite(test_loss):
             raise Diverged(f"test loss became {test_loss} after epoch {epoch}")
         record = {
@@ -311,6 +321,12 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
             f" | test loss {test_loss:.4f} acc {test_acc:.4f} | lr {lr:.4g} | "
             f"{record['images_per_s']:.0f} img/s{mem} | {record['epoch_s']:.1f}s")
 
+    if data.predict is not None:  # unlabelled test split: submission.csv from the best epoch
+        model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device,
+                                         weights_only=True)["model"])
+        _, _, preds = evaluate(model, data.predict, s, norm, autocast, device)
+        write_predictions(run_dir / rd.SUBMISSION, preds)
+        log(f"submission: {len(preds)} predictions in {rd.SUBMISSION}")
     summary = summarize(run_dir, s, total, trainable, data.classes, gpu_name, str(device))
     rd.atomic_write_json(run_dir / rd.SUMMARY, summary)
     log(f"done: test acc {summary['test_acc_at_best']:.4f} at epoch {summary['best_epoch']} "

@@ -13,7 +13,7 @@ from engine.models import build_model, count_params, freeze_except, load_init, t
 
 
 def test_rotation_labels_unrotate_to_the_original():
-    x = synthetic(16, 8, 32).train_x
+    x = synthetic(16, 8, 32).train.x
     gen = torch.Generator().manual_seed(3)
     for mode in ("random", "all4"):
         xr, k = rotate_batch(x, mode, gen)
@@ -65,13 +65,13 @@ def _write_cifar(root, n_train=20, n_test=10):
 def test_cifar10_batches_layout(tmp_path):
     d = _write_cifar(tmp_path)
     data = load_cifar10(tmp_path, download=False, size=32)
-    assert data.train_x.shape == (100, 3, 32, 32) and data.train_x.dtype == torch.uint8
-    assert data.test_x.shape == (10, 3, 32, 32) and len(data.classes) == 10
+    assert data.train.x.shape == (100, 3, 32, 32) and data.train.x.dtype == torch.uint8
+    assert data.test.x.shape == (10, 3, 32, 32) and len(data.classes) == 10
     with open(d / "test_batch", "rb") as f:
         raw = pickle.load(f)
-    assert torch.equal(data.test_x[3].reshape(-1), torch.from_numpy(raw[b"data"][3]))
+    assert torch.equal(data.test.x[3].reshape(-1), torch.from_numpy(raw[b"data"][3]))
     resized = load_cifar10(tmp_path, download=False, size=48)
-    assert resized.train_x.shape == (100, 3, 48, 48)
+    assert resized.train.x.shape == (100, 3, 48, 48)
 
 
 class _Evil:
@@ -109,16 +109,16 @@ def test_imagefolder_any_classes_any_size_resized_and_cached(tmp_path):
     _write_folder(tmp_path)
     data = load_imagefolder(tmp_path, size=24)
     assert data.classes == ("cat", "dog", "emu")
-    assert data.train_x.shape == (12, 3, 24, 24)
-    assert data.train_y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert data.train.x.shape == (12, 3, 24, 24)
+    assert data.train.y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     cached = sorted(p.name for p in (tmp_path / ".rotunda-cache").glob("*.npy"))
     assert len(cached) == 4
     again = load_imagefolder(tmp_path, size=24)
-    assert torch.equal(again.train_x, data.train_x)
+    assert torch.equal(again.train.x, data.train.x)
     # cifar10 also accepts the image-folder layout (the JPEG copy of CIFAR-10)
     s = Settings(dataset="cifar10", data_dir=str(tmp_path), image_size=24, limit_train=6)
     sub = load_dataset(s)
-    assert torch.bincount(sub.train_y).tolist() == [2, 2, 2]
+    assert torch.bincount(sub.train.y).tolist() == [2, 2, 2]
 
 
 def test_part2_trains_exactly_layer4_and_fc():

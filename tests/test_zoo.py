@@ -142,3 +142,92 @@ def test_throughput_cli_writes_table_plot_json(tmp_path):
     assert (reports / "throughput-scratch.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader(open(reports / "throughput-scratch.csv")))
     assert [int(r["Batch"]) for r in rows] == [1, 2, 4, 8]
+
+
+def _write_h5(path, n_train=48, n_val=24, n_test=13, size=12, hwc=False):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        x = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+        return x.transpose(0, 2, 3, 1) if hwc else x
+
+    with h5py.File(path, "w") as f:
+        f["images-train"] = images(n_train)
+        f["labels-train"] = np.arange(n_train) % 4
+        f["images-val"] = images(n_val)
+        f["labels-val"] = np.arange(n_val) % 4
+        f["images-test"] = images(n_test)
+    return path
+
+
+@pytest.mark.parametrize("hwc", [False, True], ids=["NCHW", "NHWC"])
+def test_hdf5_reads_in_chunks_and_covers_every_image_once(tmp_path, hwc):
+    import h5py
+
+    from engine.data import HDF5Split, load_hdf5
+
+    path = _write_h5(tmp_path / "medium.hdf5", hwc=hwc)
+    data = load_hdf5(path, 12)
+    assert (len(data.train), len(data.test), len(data.predict)) == (48, 24, 13)
+    assert data.classes == ("0", "1", "2", "3") and data.predict.labels() is None
+    HDF5Split.CHUNK, HDF5Split.BUFFER_CHUNKS = 5, 2  # many chunks, a small shuffle buffer
+    try:
+        seen = torch.cat([x for x, _ in data.train.batches(8, torch.device("cpu"), seed=3)])
+        ordered = torch.cat([x for x, _ in data.train.batches(7, torch.device("cpu"))])
+    finally:
+        HDF5Split.CHUNK, HDF5Split.BUFFER_CHUNKS = 2048, 4
+    with h5py.File(path) as f:
+        raw = torch.from_numpy(f["images-train"][:])
+    raw = raw.permute(0, 3, 1, 2) if hwc else raw
+    assert torch.equal(ordered, raw)  # in order, nothing lost, no ragged batch dropped
+    assert seen.shape == raw.shape and not torch.equal(seen, raw)  # shuffled
+    as_rows = {bytes(r.numpy()) for r in seen}
+    assert as_rows == {bytes(r.numpy()) for r in raw}
+    half = data.train.subset(torch.tensor([1, 3, 40]))
+    assert torch.equal(next(half.batches(3, torch.device("cpu")))[0], raw[[1, 3, 40]])
+    resized = load_hdf5(path, 16)
+    assert next(resized.test.batches(4, torch.device("cpu")))[0].shape == (4, 3, 16, 16)
+
+
+def test_hdf5_run_writes_submission_for_the_unlabelled_split(tmp_path):
+    _write_h5(tmp_path / "medium.hdf5")
+    path = tmp_path / "experiments.toml"
+    path.write_text(TINY.replace('[experiment.scratch]', '[experiment.scratch]\n'
+                                 'dataset = "hdf5"\ndata_dir = "medium.hdf5"\n'
+                                 'batch_size = 16\nmodel = "lenet"'))
+    engine("run", "scratch", "--set", "epochs=2", "--config", path, check=True)
+    run = next((tmp_path / "runs" / "scratch").iterdir())
+    rows = list(csv.reader(open(run / "submission.csv")))
+    assert rows[0] == ["id", "label"] and len(rows) == 14
+    assert [int(r[0]) for r in rows[1:]] == list(range(13))
+    assert {int(r[1]) for r in rows[1:]} <= {0, 1, 2, 3}
+    assert len(list(csv.reader(open(run / "predictions.csv")))) == 25  # the labelled val split
+    bad = engine("run", "scratch", "--set", "data_dir='nothing.h5'", "--config", path)
+    assert bad.returncode == 1 and "HDF5 file" in bad.stderr and "not found" in bad.stderr
+
+
+def test_cutout_zeroes_one_patch_per_image():
+    from engine.data import cutout
+
+    x = torch.full((16, 3, 12, 12), 200, dtype=torch.uint8)
+    out = cutout(x, 4, torch.Generator().manual_seed(0))
+    zeros = (out == 0).all(1)  # per pixel, all channels
+    for z in zeros:
+        n = int(z.sum())
+        assert 4 <= n <= 16  # a 4x4 patch, clipped where it crosses a border
+        rows, cols = z.nonzero(as_tuple=True)
+        assert rows.max() - rows.min() < 4 and cols.max() - cols.min() < 4
+    assert ((out == 0) | (out == 200)).all()
+
+
+def test_gallery_shows_true_and_predicted_labels(trained):
+    run = next((trained.parent / "runs" / "ft").iterdir())
+    out = engine("gallery", run, "--width", "100", "--config", trained, check=True).stdout
+    assert "correct (bold: true label; below: predicted)" in out
+    assert out.count("▀") >= 20 * 16 * 8
+    right = int(out.split(" correct")[0].split()[-1].split("/")[0])
+    assert 0 <= right <= 20 and "/20 correct" in out
+    assert (run / "gallery.png").read_bytes()[:4] == b"\x89PNG"

@@ -5,6 +5,9 @@ A viewer and a launcher: it reads experiments.toml and runs/, and starts
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,22 +88,35 @@ class AskOverrides(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class Help(ModalScreen[None]):
-    BINDINGS = [("escape,q,question_mark", "close", "Close")]
+class Pager(ModalScreen[None]):
+    """Any text in a scrollable box; esc closes it."""
+
+    BINDINGS = [("escape,q", "close", "Close")]
+
+    def __init__(self, content) -> None:
+        super().__init__()
+        self.content = content
 
     def compose(self) -> ComposeResult:
-        rows = [f"  [b]{b.key_display or b.key:<10}[/b] {b.description}"
-                for b in self.app.BINDINGS if isinstance(b, Binding) and b.description]
-        text = ("[b]Rotunda keys[/b]\n\n" + "\n".join(rows) +
-                "\n\n  [b]arrows[/b]     move in tables and lists"
-                "\n  [b]ctrl+p[/b]     command palette: every action by name"
-                "\n\nRuns are separate processes: quitting leaves them running, and the app "
-                "re-attaches when started again.\n[dim]esc closes this help[/dim]")
         with VerticalScroll(id="dialog"):
-            yield Static(text)
+            yield Static(self.content)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class Help(Pager):
+    BINDINGS = [("escape,q,question_mark", "close", "Close")]
+
+    def __init__(self, bindings) -> None:
+        rows = [f"  [b]{b.key_display or b.key:<10}[/b] {b.description}"
+                for b in bindings if isinstance(b, Binding) and b.description]
+        super().__init__(
+            "[b]Rotunda keys[/b]\n\n" + "\n".join(rows) +
+            "\n\n  [b]arrows[/b]     move in tables and lists"
+            "\n  [b]ctrl+p[/b]     command palette: every action by name"
+            "\n\nRuns are separate processes: quitting leaves them running, and the app "
+            "re-attaches when started again.\n[dim]esc closes this help[/dim]")
 
 
 class RotundaApp(App):
@@ -120,6 +136,7 @@ class RotundaApp(App):
         Binding("c", "cancel_run", "Cancel run"),
         Binding("r", "resume_run", "Resume run", show=False),
         Binding("e", "export", "Export"),
+        Binding("g", "gallery", "Gallery: test images, true and predicted", show=False),
         Binding("left_square_bracket", "switch_compare(-1)", "Previous comparison",
                 key_display="[", show=False),
         Binding("right_square_bracket", "switch_compare(1)", "Next comparison",
@@ -508,7 +525,7 @@ class RotundaApp(App):
         self.action_view(VIEWS[(i + step) % len(VIEWS)])
 
     def action_help(self) -> None:
-        self.push_screen(Help())
+        self.push_screen(Help(self.BINDINGS))
 
     def action_open(self) -> None:
         view = self.active_view()
@@ -606,6 +623,29 @@ class RotundaApp(App):
             return
         resume_detached(Path(r.key), self.lab.runs_dir)
         self.notify(f"resuming {r.experiment}/{r.run_id} from its last checkpoint")
+
+    def action_gallery(self) -> None:
+        r = self.row(self.selected_run_key() or self.current_run)
+        if r is None or not (Path(r.key) / rd.CHECKPOINTS / "best.pt").exists():
+            self.notify("pick a run with a checkpoint (Runs, 2) first")
+            return
+        self.notify(f"scoring 20 test images of {r.experiment}/{r.run_id}...")
+        self.gallery_worker(r.key, max(40, self.size.width - 10))
+
+    @work(thread=True, exit_on_error=False, group="gallery")
+    def gallery_worker(self, key: str, width: int) -> None:
+        """The engine scores the images in its own process: the app never imports torch."""
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)
+                   + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.run([sys.executable, "-m", "engine", "gallery", key, "--ansi",
+                               "--width", str(width)], capture_output=True, text=True,
+                              env=env, timeout=300)
+        if proc.returncode == 0:
+            self.call_from_thread(self.push_screen, Pager(Text.from_ansi(proc.stdout)))
+        else:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            self.call_from_thread(self.notify, lines[-1] if lines else "gallery failed",
+                                  severity="error")
 
     def action_export(self) -> None:
         from engine.export import export_table, plot_runs
