@@ -94,17 +94,74 @@ def measured(exp: Experiment, summary: dict | None) -> float | None:
 
 
 def table_names(config: Config) -> list[str]:
-    """Everything `compare` can show: the [compare.*] tables, then the sweeps."""
-    return list(config.compares) + list(config.sweeps)
+    """Everything `compare` can show: [compare.*] tables, sweeps, ablations."""
+    return list(config.compares) + list(config.sweeps) + list(config.ablations)
 
 
 def table_runs(config: Config, name: str, runs_dir: Path) -> list[tuple[str, Path]]:
     """(label, run directory) of the runs behind a table, for its curves."""
-    if name in config.sweeps:
-        return [(row[0], Path(runs_dir) / name / row[-1]) for row in
-                sweep_table(config, name, runs_dir).rows if row[-1] != "-"]
+    if config.plan(name) is not None:
+        from .runner import sweep_point_runs
+        out = []
+        for label, runs in sweep_point_runs(runs_dir, name).items():
+            done = [r for r in runs if r.raw_state == "done"]
+            if done and (name in config.sweeps or label.endswith(" seed=0")):
+                out.append((label.replace(" seed=0", ""), done[0].path))
+        order = {label: i for i, (label, _, _) in enumerate(config.plan(name).points())}
+        return sorted(out, key=lambda t: order.get(t[0], order.get(t[0] + " seed=0", 0)))
     return [(e, r.path) for e in config.compares[name].experiments
             if (r := rd.latest_done(runs_dir, e))]
+
+
+def curve(config: Config, name: str, runs_dir: Path) -> tuple[str, dict] | None:
+    """For a sweep with `plot`: (axis, {base: [(x, acc@best), ...]}) from its done points."""
+    sweep = config.sweeps.get(name)
+    if sweep is None or not sweep.plot:
+        return None
+    table = sweep_table(config, name, runs_dir)
+    series: dict[str, list] = {b: [] for b in sweep.bases}
+    for (label, base, overrides), row in zip(sweep.points(), table.rows):
+        x = next(float(o.split("=", 1)[1]) for o in overrides if o.startswith(sweep.plot + "="))
+        if row[1] is not None:
+            series[base].append((x, row[1]))
+    return sweep.plot, series
+
+
+def ablation_table(config: Config, name: str, runs_dir: Path) -> Table:
+    import statistics
+
+    from .runner import sweep_point_runs
+
+    ab = config.ablations[name]
+    by_point = sweep_point_runs(runs_dir, name)
+    stats = []
+    for label, _ in ab.configs():
+        accs, walls = [], []
+        for seed in range(ab.seeds):
+            done = [r for r in by_point.get(f"{label} seed={seed}", []) if r.raw_state == "done"]
+            if done and done[0].summary:
+                accs.append(done[0].summary["test_acc_at_best"])
+                walls.append(done[0].summary["wall_s"])
+        mean = statistics.fmean(accs) if accs else None
+        spread = statistics.stdev(accs) if len(accs) > 1 else None
+        stats.append((label, mean, spread, len(accs), statistics.fmean(walls) if walls else None))
+    base_mean = next((m for label, m, *_ in stats if label == "baseline"), None)
+    table = Table(ab.title, [("Configuration", TEXT), ("Mean acc", PCT), ("Std", PCT),
+                             ("Delta", DPCT), ("Seeds", TEXT), ("Wall", SECS),
+                             ("Components", TEXT)])
+    parts = dict(ab.components)
+    for label, mean, spread, n, wall in stats:
+        chosen = ([] if label == "baseline" else list(parts) if label == "full" else
+                  [c for c in parts if c != label[5:]] if label.startswith("full-") else
+                  label[1:].split("+"))
+        table.rows.append([label, mean, spread,
+                           mean - base_mean if mean is not None and base_mean is not None
+                           else None, f"{n}/{ab.seeds}", wall,
+                           "; ".join(" ".join(parts[c]) for c in chosen) or "-"])
+    table.notes.append(f"Ablation of {ab.base} ({ab.mode.replace('_', '-')}): test accuracy "
+                       "at the epoch of lowest test loss, mean and standard deviation over "
+                       "seeds; delta against the baseline's mean, in points.")
+    return table
 
 
 def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
@@ -116,7 +173,7 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
                                 ("Best ep.", INT), ("Epochs", INT), ("Train time", SECS),
                                 ("img/s", RATE), ("GPU MiB", RATE), ("State", TEXT),
                                 ("Run", TEXT)])
-    for label, _ in sweep.points():
+    for label, _, _ in sweep.points():
         runs = by_point.get(label, [])
         run = next((r for r in runs if r.raw_state == "done"), runs[0] if runs else None)
         s = (run.summary if run else None) or {}
@@ -134,6 +191,8 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
 def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     if name in config.sweeps:
         return sweep_table(config, name, runs_dir)
+    if name in config.ablations:
+        return ablation_table(config, name, runs_dir)
     if name not in config.compares:
         from .config import ConfigError, suggest
         names = table_names(config)

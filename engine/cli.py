@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import rundir as rd
-from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table, table_names, table_runs
+from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table, table_names
 from .config import ConfigError, load
 from .runner import (RunError, cancel, launch_detached, launch_sweep_detached, resume_run,
                      run_experiment, run_sweep)
@@ -43,8 +43,9 @@ def cmd_list(args) -> int:
                                f"{runs[0].state} {runs[0].run_id}" if runs else "-"])
     if config.compares:
         table.notes.append("comparisons: " + ", ".join(config.compares))
-    if config.sweeps:
-        table.notes.append("sweeps: " + ", ".join(config.sweeps))
+    if config.sweeps or config.ablations:
+        table.notes.append("sweeps and ablations: "
+                           + ", ".join(list(config.sweeps) + list(config.ablations)))
     _print_table(table)
     return 0
 
@@ -69,10 +70,11 @@ def cmd_run(args) -> int:
 def cmd_sweep(args) -> int:
     config = load(_config_path(args.config))
     runs_dir = config.runs_dir(args.runs_dir)
-    if args.name not in config.sweeps:
+    if config.plan(args.name) is None:
         from .config import suggest
-        raise ConfigError(f"no sweep named {args.name!r}{suggest(args.name, config.sweeps)} "
-                          f"(declared: {', '.join(config.sweeps) or 'none'})", str(config.path))
+        names = list(config.sweeps) + list(config.ablations)
+        raise ConfigError(f"no sweep or ablation named {args.name!r}{suggest(args.name, names)}"
+                          f" (declared: {', '.join(names) or 'none'})", str(config.path))
     if args.detach:
         out = launch_sweep_detached(config, args.name, args.set or [], runs_dir)
         print(f"launched sweep {args.name} in the background (early output: {out})")
@@ -186,7 +188,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_table, plot_runs
+    from .export import export_named, plot_runs
 
     config = load(_config_path(args.config))
     runs_dir = config.runs_dir(args.runs_dir)
@@ -195,11 +197,7 @@ def cmd_export(args) -> int:
     written = []
     for name in names:
         if name in table_names(config):
-            table = compare_table(config, name, runs_dir)
-            written += export_table(table, out_dir, name)
-            curves = table_runs(config, name, runs_dir)
-            if curves:
-                written.append(plot_runs(curves, out_dir / f"{name}-curves.png", table.title))
+            written += export_named(config, name, runs_dir, out_dir)
         else:
             run_dir = _find(args, name)
             written.append(plot_runs([(run_dir.parent.name, run_dir)],
@@ -239,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     la.set_defaults(fn=cmd_launch)
 
     sw = sub.add_parser("sweep", parents=[common],
-                        help="run every point of a [sweep.NAME] (done points are skipped)")
+                        help="run every point of a [sweep.NAME] or [ablation.NAME] (done ones are skipped)")
     run_args(sw)
     sw.add_argument("--detach", action="store_true", help="queue it in the background")
     sw.add_argument("--now", action="store_true", help="start at once, ignoring the queue")

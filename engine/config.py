@@ -34,12 +34,13 @@ class ConfigError(Exception):
 TASKS = ("classify", "rotation")
 DATASETS = ("cifar10", "imagefolder", "synthetic", "hdf5")
 PLACEMENTS = ("auto", "device", "host")
-MODELS = ("resnet18", "resnet18_cifar", "resnet50", "lenet", "alexnet")
+MODELS = ("resnet18", "resnet18_cifar", "resnet50", "lenet", "alexnet", "cifarnet")
 # Module names that train_layers may name, per model (the head is "fc" in every model).
 MODEL_LAYERS = {
     "resnet18": ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
     "lenet": ("conv1", "conv2", "fc1", "fc2", "fc"),
     "alexnet": ("features", "classifier", "fc"),
+    "cifarnet": ("stem", "layer1", "layer2", "layer3", "fc"),
 }
 MODEL_LAYERS["resnet18_cifar"] = MODEL_LAYERS["resnet50"] = MODEL_LAYERS["resnet18"]
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
@@ -65,6 +66,7 @@ class Settings:
     image_size: int = 32
     limit_train: int = 0
     limit_test: int = 0
+    per_class_train: int = 0
     synthetic_train: int = 2000
     synthetic_test: int = 500
     model: str = "resnet18"
@@ -88,6 +90,8 @@ class Settings:
     gamma: float = 0.1
     patience: int = 3
     label_smoothing: float = 0.0
+    ema: float = 0.0
+    tta: bool = False
     augment: str = "crop_flip"
     cutout: int = 0
     seed: int = 0
@@ -112,7 +116,7 @@ MINIMUM: dict[str, float] = {
     "synthetic_train": 8, "synthetic_test": 8, "lr": 0.0, "momentum": 0.0,
     "weight_decay": 0.0, "warmup_epochs": 0.0, "step_size": 1, "gamma": 0.0,
     "patience": 0, "label_smoothing": 0.0, "log_every": 1, "eval_batch_size": 1,
-    "dropout": 0.0, "cutout": 0,
+    "dropout": 0.0, "cutout": 0, "per_class_train": 0, "ema": 0.0,
 }
 SETTING_TYPES: dict[str, Any] = {f.name: type(f.default) for f in dataclasses.fields(Settings)}
 LIST_ITEM_TYPES = {"train_layers": str, "milestones": int}
@@ -153,26 +157,84 @@ class Compare:
 
 @dataclass(frozen=True)
 class Sweep:
-    """One run per point of the product of the axes, each the base experiment with the
-    point's overrides. Runs live in runs/<sweep name>/."""
+    """One run per point: each base experiment crossed with the product of the axes. Runs
+    live in runs/<sweep name>/. With `plot`, the table comes with a curve of accuracy
+    against that axis, one line per base (e.g. the few-labels study)."""
 
     name: str
     title: str
     group: str
-    base: str
+    bases: tuple
     axes: tuple  # ((key, (value, ...)), ...)
+    plot: str = ""
 
-    def points(self) -> list[tuple[str, list[str]]]:
-        """(label, overrides) for every point, in the order of the axes' values."""
+    @property
+    def base(self) -> str:
+        return ", ".join(self.bases)
+
+    def points(self) -> list[tuple[str, str, list[str]]]:
+        """(label, base experiment, overrides) for every point."""
         import itertools
         from .rundir import toml_value
 
         keys = [k for k, _ in self.axes]
         out = []
-        for values in itertools.product(*(vals for _, vals in self.axes)):
-            overrides = [f"{k}={toml_value(v)}" for k, v in zip(keys, values)]
-            out.append((" ".join(f"{k}={v}" for k, v in zip(keys, values)), overrides))
+        for base in self.bases:
+            for values in itertools.product(*(vals for _, vals in self.axes)):
+                overrides = [f"{k}={toml_value(v)}" for k, v in zip(keys, values)]
+                label = " ".join(f"{k}={v}" for k, v in zip(keys, values))
+                out.append((f"{base} {label}" if len(self.bases) > 1 else label, base,
+                            overrides))
         return out
+
+
+ABLATION_MODES = ("add_one", "remove_one", "all")
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Components switched on over a baseline (the base experiment). add_one: the
+    baseline and the baseline plus each component; remove_one: everything, and
+    everything but each component (and the baseline, for the deltas); all: every
+    combination. Each configuration runs `seeds` times (seed = 0, 1, ...)."""
+
+    name: str
+    title: str
+    group: str
+    base: str
+    components: tuple  # ((component, (override, ...)), ...)
+    mode: str
+    seeds: int
+
+    def configs(self) -> list[tuple[str, list[str]]]:
+        import itertools
+
+        names = [c for c, _ in self.components]
+        on = dict(self.components)
+
+        def config(chosen):
+            if not chosen:
+                return "baseline"
+            if len(chosen) == len(names) and len(names) > 1:
+                return "full"
+            return "+" + "+".join(chosen)
+        if self.mode == "add_one":
+            sets = [()] + [(n,) for n in names]
+        elif self.mode == "remove_one":
+            sets = [()] + [tuple(names)] + [tuple(m for m in names if m != n) for n in names]
+        else:
+            sets = [c for r in range(len(names) + 1) for c in itertools.combinations(names, r)]
+        out = []
+        for chosen in sets:
+            label = config(chosen)
+            if self.mode == "remove_one" and 0 < len(chosen) == len(names) - 1:
+                label = "full-" + next(n for n in names if n not in chosen)
+            out.append((label, [o for n in chosen for o in on[n]]))
+        return out
+
+    def points(self) -> list[tuple[str, str, list[str]]]:
+        return [(f"{label} seed={seed}", self.base, overrides + [f"seed={seed}"])
+                for label, overrides in self.configs() for seed in range(self.seeds)]
 
 
 @dataclass(frozen=True)
@@ -190,6 +252,11 @@ class Config:
     experiments: dict = field(default_factory=dict)  # name -> Experiment, in file order
     compares: dict = field(default_factory=dict)  # name -> Compare
     sweeps: dict = field(default_factory=dict)  # name -> Sweep
+    ablations: dict = field(default_factory=dict)  # name -> Ablation
+
+    def plan(self, name: str):
+        """A sweep or an ablation: anything that expands into (label, base, overrides)."""
+        return self.sweeps.get(name) or self.ablations.get(name)
 
     @property
     def root(self) -> Path:
@@ -299,6 +366,11 @@ def _check_consistency(s: Settings, fail_for) -> None:
                                  f"(use all, {', '.join(layers)})")
     if s.dropout >= 1:
         fail_for("dropout")(f"dropout must be below 1, got {s.dropout}")
+    if s.ema >= 1:
+        fail_for("ema")(f"ema is a decay below 1 (e.g. 0.999; 0 is off), got {s.ema}")
+    if s.tta and s.task == "rotation":
+        fail_for("tta")("tta (flip averaging) would change rotation labels: use it with "
+                        'task = "classify" only')
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -365,7 +437,7 @@ def load(path: str | Path) -> Config:
             return fail
         return for_key
 
-    known = {"lab", "defaults", "experiment", "compare", "sweep"}
+    known = {"lab", "defaults", "experiment", "compare", "sweep", "ablation"}
     for top in data:
         if top not in known:
             line = loc.line(top)
@@ -459,12 +531,17 @@ def load(path: str | Path) -> Config:
             ffor(None)(f'sweep "{sname}" has the name of an experiment; runs are stored by '
                        "name, so give it another")
         for key in table:
-            if key not in ("title", "group", "base", "axes"):
-                ffor(key)(f"unknown key {key!r}{suggest(key, ['title', 'group', 'base', 'axes'])}")
-        base = table.get("base")
-        if base not in experiments:
-            ffor("base")(f'base = {base!r}: no experiment named "{base}"'
-                         f"{suggest(str(base), experiments)}")
+            if key not in ("title", "group", "base", "axes", "plot"):
+                ffor(key)(f"unknown key {key!r}"
+                          f"{suggest(key, ['title', 'group', 'base', 'axes', 'plot'])}")
+        bases = table.get("base")
+        bases = [bases] if isinstance(bases, str) else bases
+        if not isinstance(bases, list) or not bases:
+            ffor("base")("base must be an experiment name or a list of them")
+        for base in bases:
+            if base not in experiments:
+                ffor("base")(f'base = {base!r}: no experiment named "{base}"'
+                             f"{suggest(str(base), experiments)}")
         axes = table.get("axes")
         if not isinstance(axes, dict) or not axes:
             ffor("axes")("axes must be a table of setting = [values], e.g. "
@@ -475,17 +552,64 @@ def load(path: str | Path) -> Config:
                 ffor("axes")(f"axes.{key} must be a non-empty list of values")
             fail = ffor("axes")
             checked.append((key, tuple(check_setting(key, v, fail) for v in values)))
-        sweep = Sweep(sname, table.get("title", sname), table.get("group", "Sweeps"), base,
-                      tuple(checked))
-        for label, overrides in sweep.points():
-            try:
-                apply_overrides(experiments[base].settings, overrides)
-            except ConfigError as exc:
-                ffor("axes")(f"point {label}: {exc.message}")
+        plot = table.get("plot", "")
+        if plot and plot not in axes:
+            ffor("plot")(f"plot = {plot!r} is not one of the axes ({', '.join(axes)})")
+        sweep = Sweep(sname, table.get("title", sname), table.get("group", "Sweeps"),
+                      tuple(bases), tuple(checked), plot)
+        _check_points(sweep, experiments, ffor("axes"))
         sweeps[sname] = sweep
 
+    ablations: dict[str, Ablation] = {}
+    for aname, table in data.get("ablation", {}).items():
+        ffor = fail_for(f"ablation.{aname}")
+        allowed = ["title", "group", "base", "components", "mode", "seeds"]
+        if not isinstance(table, dict):
+            ffor(None)(f"ablation.{aname} must be a table")
+        if aname in experiments or aname in sweeps:
+            ffor(None)(f'ablation "{aname}" has the name of an experiment or sweep')
+        for key in table:
+            if key not in allowed:
+                ffor(key)(f"unknown key {key!r}{suggest(key, allowed)}")
+        base = table.get("base")
+        if base not in experiments:
+            ffor("base")(f'base = {base!r}: no experiment named "{base}"'
+                         f"{suggest(str(base), experiments)}")
+        comps = table.get("components")
+        if not isinstance(comps, dict) or len(comps) < 1:
+            ffor("components")("components must be a table of name = { setting = value, ... },"
+                               ' e.g. components = { ema = { ema = 0.999 } }')
+        checked = []
+        for cname, overrides in comps.items():
+            if not isinstance(overrides, dict) or not overrides:
+                ffor("components")(f"components.{cname} must be a table of settings that "
+                                   "switch it on")
+            fail = ffor("components")
+            from .rundir import toml_value
+            checked.append((cname, tuple(f"{k}={toml_value(check_setting(k, v, fail))}"
+                                         for k, v in overrides.items())))
+        mode = table.get("mode", "add_one")
+        if mode not in ABLATION_MODES:
+            ffor("mode")(f"mode = {mode!r} is not one of {', '.join(ABLATION_MODES)}"
+                         f"{suggest(str(mode), ABLATION_MODES)}")
+        seeds = table.get("seeds", 1)
+        if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+            ffor("seeds")(f"seeds must be a whole number of at least 1, got {seeds!r}")
+        ablation = Ablation(aname, table.get("title", aname), table.get("group", "Ablations"),
+                            base, tuple(checked), mode, seeds)
+        _check_points(ablation, experiments, ffor("components"))
+        ablations[aname] = ablation
+
     return Config(path=path.resolve(), lab=lab, defaults=defaults, experiments=experiments,
-                  compares=compares, sweeps=sweeps)
+                  compares=compares, sweeps=sweeps, ablations=ablations)
+
+
+def _check_points(plan, experiments: dict, fail) -> None:
+    for label, base, overrides in plan.points():
+        try:
+            apply_overrides(experiments[base].settings, overrides)
+        except ConfigError as exc:
+            fail(f"point {label}: {exc.message}")
 
 
 def _check_cycles(experiments: dict, fail_for) -> None:

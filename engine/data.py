@@ -208,6 +208,8 @@ def load_dataset(s: Settings) -> Dataset:
         data = load_hdf5(Path(s.data_dir), s.image_size)
     else:
         data = load_imagefolder(Path(s.data_dir), s.image_size)
+    if s.per_class_train:
+        data.train = data.train.subset(per_class_subset(data.train.labels(), s.per_class_train))
     if s.limit_train:
         data.train = data.train.subset(stratified_subset(data.train.labels(), s.limit_train))
     if s.limit_test:
@@ -272,6 +274,15 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tens
     perm = torch.randperm(total, generator=gen)
     shuffled = labels[perm]
     picked = [perm[shuffled == c][: int(q)] for c, q in zip(classes.tolist(), quota)]
+    return torch.sort(torch.cat(picked)).values
+
+
+def per_class_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """The first k images of each class in a fixed shuffled order: the same for every run,
+    and nested (the 20 per class are among the 100 per class)."""
+    labels = labels.cpu()
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    picked = [perm[labels[perm] == c][:k] for c in torch.unique(labels).tolist()]
     return torch.sort(torch.cat(picked)).values
 
 

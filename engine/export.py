@@ -68,3 +68,40 @@ def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
+    """Accuracy against a swept setting, one line per base, on a log axis (few labels)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for base, pts in series.items():
+        pts = sorted(pts)
+        if pts:
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=base)
+    ax.set_xscale("log")
+    ax.set_xlabel(axis)
+    ax.set_ylabel("test accuracy, %")
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend()
+    ax.set_title(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]:
+    """A comparison, sweep or ablation: its table (Markdown, CSV), the curves of its runs
+    on one plot and, for a sweep with `plot`, accuracy against that setting."""
+    from .analysis import compare_table, curve, table_runs
+
+    table = compare_table(config, name, runs_dir)
+    paths = export_table(table, out_dir, name)
+    runs = table_runs(config, name, runs_dir)
+    if runs:
+        paths.append(plot_runs(runs, Path(out_dir) / f"{name}-curves.png", table.title))
+    c = curve(config, name, runs_dir)
+    if c and any(c[1].values()):
+        paths.append(plot_curve(*c, Path(out_dir) / f"{name}-{c[0]}.png", table.title))
+    return paths

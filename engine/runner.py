@@ -258,14 +258,14 @@ def sweep_point_runs(runs_dir: Path, sweep: str) -> dict[str, list[rd.Run]]:
 
 def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
               queue: bool = True, echo: bool = True) -> list[tuple[str, Path | None, str]]:
-    """Every point of a sweep, one after another; a point already done with the same
-    resolved settings is skipped. `overrides` apply on top of every point."""
-    sweep = config.sweeps[name]
+    """Every point of a sweep or an ablation, one after another; a point already done
+    with the same resolved settings is skipped. `overrides` apply on top of every point."""
+    plan = config.plan(name)
     by_point = sweep_point_runs(runs_dir, name)
     todo, results = [], []
-    for label, point_overrides in sweep.points():
+    for label, base, point_overrides in plan.points():
         all_overrides = point_overrides + list(overrides)
-        s = resolve_settings(config, sweep.base, all_overrides)
+        s = resolve_settings(config, base, all_overrides)
         want = {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(s).items()}
         done = next((r for r in by_point.get(label, []) if r.raw_state == "done"
@@ -275,14 +275,13 @@ def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
             if echo:
                 print(f"{name} [{label}]: already done in {done.path}", flush=True)
             continue
-        run_dir, s = create_run(config, sweep.base, all_overrides, runs_dir, sweep=name,
-                                point=label)
-        todo.append((label, run_dir, s, all_overrides))
-    for label, run_dir, s, all_overrides in todo:
+        run_dir, s = create_run(config, base, all_overrides, runs_dir, sweep=name, point=label)
+        todo.append((label, base, run_dir, s, all_overrides))
+    for label, base, run_dir, s, all_overrides in todo:
         if echo:
             print(f"{name} [{label}]: {run_dir}", flush=True)
         try:
-            state = run_queued(config, run_dir, sweep.base, s, all_overrides, runs_dir,
+            state = run_queued(config, run_dir, base, s, all_overrides, runs_dir,
                                queue=queue, echo=echo)
         except RunError:
             state = "failed"

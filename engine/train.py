@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import rundir as rd
 from .config import Settings
@@ -103,6 +104,12 @@ class Stop:
         signal.signal(signal.SIGINT, self)
 
 
+def logits(model, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    """The model's output; with tta, the mean of the outputs for the image and its mirror."""
+    out = model(x)
+    return (out + model(x.flip(3))) / 2 if tta else out
+
+
 def evaluate(model, split, s: Settings, norm: Normalizer, autocast, device):
     """Loss, accuracy and per-example predictions on a split, in large batches, in the
     split's order. For the rotation task every image is scored in all four rotations, ids
@@ -115,7 +122,7 @@ def evaluate(model, split, s: Settings, norm: Normalizer, autocast, device):
             if s.task == "rotation":
                 xb, yb = rotate_batch(xb, "all4")
             with autocast:
-                out = model(norm(xb))
+                out = logits(model, norm(xb), s.tta)
             p = out.argmax(1)
             if yb is not None:
                 loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").item()
@@ -198,10 +205,17 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(s, params)
+    # An exponential moving average of the weights (and BatchNorm buffers): when on, it is
+    # what gets evaluated, checkpointed as best and used for predictions.
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(s.ema), use_buffers=True)
+           if s.ema else None)
+    eval_model = ema.module if ema is not None else model
     first_epoch, best = 1, {"loss": math.inf, "epoch": 0}
     plateau = {"factor": 1.0, "bad": 0, "best": math.inf}
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         first_epoch = int(state["epoch"]) + 1
         best = {"loss": float(state["best_loss"]), "epoch": int(state["best_epoch"])}
         plateau = {"factor": float(state["plateau_factor"]), "bad": int(state["plateau_bad"]),
@@ -262,6 +276,8 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach() * yb.numel()
             correct += (out.detach().argmax(1) == yb).sum()
             seen += yb.numel()
@@ -287,7 +303,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
             raise Diverged(f"loss became {train_loss} in epoch {epoch}")
-        test_loss, test_acc, preds = evaluate(model, data.test, s, norm, autocast, device)
+        test_loss, test_acc, preds = evaluate(eval_model, data.test, s, norm, autocast, device)
         if not math.isfinite(test_loss):
             raise Diverged(f"test loss became {test_loss} after epoch {epoch}")
         record = {
@@ -300,7 +316,8 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         rd.append_jsonl(run_dir / rd.METRICS, record)
         if test_loss < best["loss"]:
             best = {"loss": test_loss, "epoch": epoch}
-            save_atomic({"model": model.state_dict(), "epoch": epoch}, ckpt_dir / "best.pt")
+            save_atomic({"model": eval_model.state_dict(), "epoch": epoch},
+                        ckpt_dir / "best.pt")
             if s.predictions:
                 write_predictions(run_dir / rd.PREDICTIONS, preds)
         if s.schedule == "plateau":
@@ -311,6 +328,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
                 if plateau["bad"] > s.patience:
                     plateau.update(factor=plateau["factor"] * s.gamma, bad=0)
         save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     **({"ema": ema.state_dict()} if ema is not None else {}),
                      "epoch": epoch, "best_loss": best["loss"], "best_epoch": best["epoch"],
                      "plateau_factor": plateau["factor"], "plateau_bad": plateau["bad"],
                      "plateau_best": plateau["best"]}, last_path)
@@ -322,9 +340,9 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
             f"{record['images_per_s']:.0f} img/s{mem} | {record['epoch_s']:.1f}s")
 
     if data.predict is not None:  # unlabelled test split: submission.csv from the best epoch
-        model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device,
-                                         weights_only=True)["model"])
-        _, _, preds = evaluate(model, data.predict, s, norm, autocast, device)
+        eval_model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device,
+                                              weights_only=True)["model"])
+        _, _, preds = evaluate(eval_model, data.predict, s, norm, autocast, device)
         write_predictions(run_dir / rd.SUBMISSION, preds)
         log(f"submission: {len(preds)} predictions in {rd.SUBMISSION}")
     summary = summarize(run_dir, s, total, trainable, data.classes, gpu_name, str(device))

@@ -24,8 +24,7 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from engine import rundir as rd
-from engine.analysis import (PCT, RATE, SECS, compare_table, fmt, runs_table, table_names,
-                             table_runs)
+from engine.analysis import PCT, RATE, SECS, compare_table, fmt, runs_table, table_names
 from engine.config import ConfigError, apply_overrides
 from engine.runner import (RunError, cancel, launch_detached, launch_sweep_detached,
                            resume_detached)
@@ -648,18 +647,14 @@ class RotundaApp(App):
                                   severity="error")
 
     def action_export(self) -> None:
-        from engine.export import export_table, plot_runs
+        from engine.export import export_named, export_table, plot_runs
 
         view = self.active_view()
         reports = (self.lab.config.root if self.lab.config else self.lab.config_path.parent) / "reports"
         try:
             if view == "compare" and self.selected_compare():
-                name = self.selected_compare()
-                table = compare_table(self.lab.config, name, self.lab.runs_dir)
-                paths = export_table(table, reports, name)
-                curves = table_runs(self.lab.config, name, self.lab.runs_dir)
-                if curves:
-                    paths.append(plot_runs(curves, reports / f"{name}-curves.png", table.title))
+                paths = export_named(self.lab.config, self.selected_compare(),
+                                     self.lab.runs_dir, reports)
             elif view == "run" and self.current_run:
                 r = self.row(self.current_run)
                 paths = [plot_runs([(r.experiment, Path(r.key))], Path(r.key) / "curves.png",
