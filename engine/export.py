@@ -30,13 +30,21 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, title: str = "") -> Path:
+    """Write the figure atomically, then close it (pyplot keeps every open figure)."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    try:
+        if title:
+            fig.suptitle(title)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+        return path
+    finally:
+        plt.close(fig)
 
 
 def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path:
@@ -62,12 +70,7 @@ def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path, title)
 
 
 def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
@@ -85,10 +88,7 @@ def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
     if ax.lines:
         ax.legend()
     ax.set_title(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]:

@@ -86,10 +86,5 @@ def save_png(items, path: Path, title: str = "", per_row: int = 5) -> Path:
         ax.imshow(img, interpolation="nearest")
         ax.set_title(f"true: {true}\npred: {pred}", fontsize=8,
                      color="green" if true == pred else "red")
-    if title:
-        fig.suptitle(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path, title)
 

@@ -117,8 +117,5 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
         ax.set_ylabel("training images/s")
         ax.set_title(table.title)
         ax.grid(alpha=0.3)
-        try:
-            paths.append(_save(fig, Path(out_dir) / f"{stem}.png"))
-        finally:
-            plt.close(fig)
+        paths.append(_save(fig, Path(out_dir) / f"{stem}.png"))
     return table, paths

@@ -66,7 +66,7 @@ def test_sweep_expands_to_the_product_of_its_axes(tmp_path):
     sweep = load(path).sweeps["lrs"]
     points = sweep.points()
     assert len(points) == 6
-    assert points[0] == ("lr=0.001 batch_size=32", ["lr=0.001", "batch_size=32"])
+    assert points[0] == ("lr=0.001 batch_size=32", "scratch", ["lr=0.001", "batch_size=32"])
     assert points[-1][0] == "lr=0.003 batch_size=64"
     for bad, message in [
         ('axes = { lr = ["fast"] }', "lr must be a number, got 'fast'"),
