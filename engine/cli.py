@@ -106,6 +106,38 @@ def cmd_throughput(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    from .bench import run_bench
+    from .data import DataError
+    from .runner import resolve_settings
+
+    config = load(_config_path(args.config))
+    settings = {name: resolve_settings(config, name, args.set or []) for name in args.names}
+    out_dir = Path(args.out) if args.out else config.root / "reports"
+    steps, warmup = args.steps or (50 if _cuda() else 5), args.warmup or (10 if _cuda() else 2)
+    workers = args.workers if args.workers >= 0 else min(8, os.cpu_count() or 1)
+    try:
+        results, table, paths = run_bench(settings, out_dir, steps, warmup, workers,
+                                          out_dir if args.profile else None)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    _print_table(table)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
 def cmd_gallery(args) -> int:
     from rich.console import Console
 
@@ -254,6 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     tp.add_argument("--out", metavar="DIR", help="folder for the table, plot, JSON")
     tp.set_defaults(fn=cmd_throughput)
+
+    be = sub.add_parser("bench", parents=[common], help=(
+        "training images/s and peak memory: the engine's data path vs a conventional "
+        "DataLoader pipeline vs the model alone, same process and device"))
+    be.add_argument("names", nargs="*", default=["part1", "part3"],
+                    help="experiments whose settings to measure (default: part1 part3)")
+    be.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a setting for every experiment measured")
+    be.add_argument("--steps", type=int, default=0, help="timed steps per path (50 GPU, 5 CPU)")
+    be.add_argument("--warmup", type=int, default=0, help="untimed steps first (10 GPU, 2 CPU)")
+    be.add_argument("--workers", type=int, default=-1,
+                    help="DataLoader workers for the conventional path (default: cores, at most 8)")
+    be.add_argument("--profile", action="store_true",
+                    help="also write a torch.profiler table and Chrome trace of the engine path")
+    be.add_argument("--json", action="store_true", help="print the results as JSON")
+    be.add_argument("--out", metavar="DIR", help="folder for bench.md/.csv/.json (default reports/)")
+    be.set_defaults(fn=cmd_bench)
 
     ga = sub.add_parser("gallery", parents=[common],
                         help="test images with true and predicted labels (terminal + PNG)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import rundir as rd
 from .config import Settings
@@ -49,6 +49,52 @@ def pick_device(choice: str) -> torch.device:
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+def prepare_batch(xb: torch.Tensor, yb: torch.Tensor, s: Settings, gen: torch.Generator):
+    """Augmentation and the rotation pretext, as batched tensor ops on a uint8 batch."""
+    if s.augment != "none":
+        xb = crop_flip(xb, gen, crop=s.augment == "crop_flip", flip=True)
+    if s.cutout:
+        xb = cutout(xb, s.cutout, gen)
+    if s.task == "rotation":
+        xb, yb = rotate_batch(xb, s.rotation_mode, gen)
+    return xb, yb
+
+
+def optimise(model, opt, x, y, autocast, label_smoothing: float = 0.0):
+    """One training step: forward (under autocast), loss in fp32, backward, update."""
+    with autocast:
+        out = model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return out, loss
+
+
+class Ema:
+    """An exponential moving average of the weights and BatchNorm buffers; when on, it is
+    what gets evaluated, checkpointed as best and used for predictions. The decay warms up
+    as min(decay, (1 + t) / (10 + t)) so that a short run's average is not stuck near the
+    random initialisation (a plain 0.999 average needs thousands of steps to forget it)."""
+
+    def __init__(self, model, decay: float):
+        self.decay, self.now = decay, 0.0
+        self.averaged = AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=True)
+        self.module = self.averaged.module
+
+    def update(self, model, step: int) -> None:
+        self.now = min(self.decay, (1 + step) / (10 + step))
+        self.averaged.update_parameters(model)
+
+    @torch.no_grad()
+    def _lerp(self, averaged, current, _n):
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - self.now)
+        else:  # integer buffers (BatchNorm's batch count) follow the model
+            for a, c in zip(averaged, current):
+                a.copy_(c)
 
 
 def lr_factor(s: Settings, step: int, steps_per: int) -> float:
@@ -205,17 +251,14 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(s, params)
-    # An exponential moving average of the weights (and BatchNorm buffers): when on, it is
-    # what gets evaluated, checkpointed as best and used for predictions.
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(s.ema), use_buffers=True)
-           if s.ema else None)
+    ema = Ema(model, s.ema) if s.ema else None
     eval_model = ema.module if ema is not None else model
     first_epoch, best = 1, {"loss": math.inf, "epoch": 0}
     plateau = {"factor": 1.0, "bad": 0, "best": math.inf}
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
-            ema.load_state_dict(state["ema"])
+            ema.averaged.load_state_dict(state["ema"])
         first_epoch = int(state["epoch"]) + 1
         best = {"loss": float(state["best_loss"]), "epoch": int(state["best_epoch"])}
         plateau = {"factor": float(state["plateau_factor"]), "bad": int(state["plateau_bad"]),
@@ -254,30 +297,20 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
                                      drop_last=True)
         for i, (xb, yb) in enumerate(batches):
             step = step0 + i
-            if s.augment != "none":
-                xb = crop_flip(xb, gen, crop=s.augment == "crop_flip", flip=True)
-            if s.cutout:
-                xb = cutout(xb, s.cutout, gen)
-            if s.task == "rotation":
-                xb, yb = rotate_batch(xb, s.rotation_mode, gen)
+            xb, yb = prepare_batch(xb, yb, s, gen)
             lr = s.lr * lr_factor(s, step, steps_per) * plateau["factor"]
             for g in opt.param_groups:
                 g["lr"] = lr
-            with autocast:
-                try:
-                    out = step_model(norm(xb))
-                except Exception as exc:  # torch.compile fails lazily, at the first call
-                    if step_model is model:
-                        raise
-                    log(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly")
-                    step_model = model
-                    out = model(norm(xb))
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=s.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            try:
+                out, loss = optimise(step_model, opt, norm(xb), yb, autocast, s.label_smoothing)
+            except Exception as exc:  # torch.compile fails lazily, at the first call
+                if step_model is model:
+                    raise
+                log(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly")
+                step_model = model
+                out, loss = optimise(model, opt, norm(xb), yb, autocast, s.label_smoothing)
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model, step)
             loss_sum += loss.detach() * yb.numel()
             correct += (out.detach().argmax(1) == yb).sum()
             seen += yb.numel()
@@ -328,7 +361,7 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
                 if plateau["bad"] > s.patience:
                     plateau.update(factor=plateau["factor"] * s.gamma, bad=0)
         save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     **({"ema": ema.state_dict()} if ema is not None else {}),
+                     **({"ema": ema.averaged.state_dict()} if ema is not None else {}),
                      "epoch": epoch, "best_loss": best["loss"], "best_epoch": best["epoch"],
                      "plateau_factor": plateau["factor"], "plateau_bad": plateau["bad"],
                      "plateau_best": plateau["best"]}, last_path)

@@ -1,12 +1,11 @@
 """Part 5's switches and the ablation and few-labels machinery (A5-A7), on real tensors."""
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from conftest import TINY
 from engine.config import load
 from engine.data import per_class_subset
-from engine.train import logits
+from engine.train import Ema, logits
 
 ABLATION = TINY + """
 [ablation.ab]
@@ -55,20 +54,26 @@ def test_tta_averages_the_output_for_the_image_and_its_mirror():
         assert not torch.allclose(plain, tta)
 
 
-def test_ema_weights_differ_from_the_raw_ones_and_trail_them():
+def test_ema_weights_differ_from_the_raw_ones_trail_them_and_warm_up():
+    torch.manual_seed(0)
     model = nn.Linear(4, 2)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    ema = Ema(model, 0.999)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     start = model.weight.detach().clone()
-    for _ in range(5):
+    for step in range(8):
         loss = model(torch.randn(8, 4)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        ema.update_parameters(model)
+        ema.update(model, step)
     raw, avg = model.weight.detach(), ema.module.weight.detach()
     assert not torch.allclose(raw, avg)
-    assert (avg - start).norm() < (raw - start).norm()  # the average lags behind
+    moved, ran = (avg - start).norm(), (raw - start).norm()
+    assert moved < ran  # the average lags behind the raw weights
+    # ... but with the warm-up it has left the initialisation: a fixed 0.999 would have
+    # moved it by well under 1% of the raw weights' distance in 8 steps.
+    assert moved > 0.2 * ran
+    assert ema.now == min(0.999, 8 / 17)
 
 
 def test_ema_run_checkpoints_the_averaged_weights(tiny_config):

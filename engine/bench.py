@@ -1,0 +1,294 @@
+"""python -m engine bench: training images/s and peak memory of the engine's data path
+against a conventional pipeline (torchvision dataset, PIL transforms, DataLoader with
+workers, fp32) and against the model alone on tensors already on the device, all in one
+process on the same model and device. The ratios are the point: engine / model alone is
+what the data path costs, engine / conventional is what it saves."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from . import rundir as rd
+from .analysis import RATE, TEXT, Table
+from .config import Settings
+from .data import Normalizer, TensorSplit, _cifar_batches_dir, load_dataset, rotate_batch
+from .export import export_table
+from .models import build_model
+from .train import make_optimizer, optimise, pick_device, prepare_batch
+
+MODES = ("model", "engine", "data", "conventional")
+LABELS = {"model": "model alone", "engine": "engine", "data": "engine data only",
+          "conventional": "conventional"}
+EXPLAIN = ("model alone: random tensors made once on the device; engine: device-resident uint8 "
+           "splits, batched crop/flip/rotation, bf16 and channels_last as configured; engine "
+           "data only: the same batches without the model; conventional: torchvision dataset, "
+           "PIL transforms, DataLoader with workers, fp32")
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(step, device, warmup: int, steps: int) -> tuple[float, float | None]:
+    """Seconds for `steps` calls of step() after `warmup` untimed ones, and the peak
+    device memory (MiB) over all of them."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    dt = time.perf_counter() - t0
+    return dt, torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+
+
+def _model(s: Settings, num_classes: int, device, fast: bool):
+    torch.manual_seed(s.seed)
+    model = build_model(s.model, num_classes, s.image_size, s.activation, s.dropout).to(device)
+    model.train()
+    if fast and device.type == "cuda" and s.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(s, [p for p in model.parameters() if p.requires_grad])
+    step_model = torch.compile(model) if fast and s.compile else model
+    return step_model, opt
+
+
+def _cycle(make_iter):
+    while True:
+        yield from make_iter()
+
+
+class _ArrayImages(torch.utils.data.Dataset):
+    """What torchvision's CIFAR10 does per item: a uint8 array to a PIL image, then the
+    transform. Used for data that has no torchvision dataset class (the synthetic set)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform):
+        self.x, self.y, self.transform = x.permute(0, 2, 3, 1).numpy(), y.tolist(), transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.x[i])), self.y[i]
+
+
+def conventional_dataset(s: Settings, data, mean, std):
+    """The torchvision dataset a tutorial would use for this data, with PIL transforms
+    equivalent to the engine's augmentation. Returns (dataset, description)."""
+    from torchvision import datasets, transforms as T
+
+    steps = []
+    if s.dataset == "imagefolder":
+        steps.append(T.Resize((s.image_size, s.image_size)))
+    if s.augment == "crop_flip":
+        steps.append(T.RandomCrop(s.image_size, padding=4))
+    if s.augment != "none":
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    tf = T.Compose(steps)
+    root = Path(s.data_dir)
+    if s.dataset == "cifar10" and _cifar_batches_dir(root) is not None and s.image_size == 32:
+        try:
+            return (datasets.CIFAR10(str(_cifar_batches_dir(root).parent), train=True,
+                                     download=False, transform=tf), "torchvision CIFAR10")
+        except RuntimeError:  # its checksums reject files that are not the release's own
+            pass
+    if s.dataset in ("cifar10", "imagefolder") and (root / "train").is_dir():
+        return datasets.ImageFolder(str(root / "train"), transform=tf), "ImageFolder (decode per image)"
+    if isinstance(data.train, TensorSplit):
+        return _ArrayImages(data.train.x, data.train.y, tf), "uint8 array -> PIL per image"
+    return None, "no torchvision dataset for this data"
+
+
+def bench_one(s: Settings, steps: int, warmup: int, workers: int,
+              profile_dir: Path | None = None, name: str = "") -> dict:
+    s = dataclasses.replace(s, limit_train=0, per_class_train=0)
+    device = pick_device(s.device)
+    cuda = device.type == "cuda"
+    data = load_dataset(s).place(device, s.data_placement)
+    num_classes = 4 if s.task == "rotation" else len(data.classes)
+    per_step = s.batch_size * (4 if s.task == "rotation" and s.rotation_mode == "all4" else 1)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and s.amp else nullcontext()
+    norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
+    gen = torch.Generator(device=device).manual_seed(s.seed)
+    rows: dict[str, dict] = {}
+
+    def record(mode, dt, peak, note=""):
+        rows[mode] = {"mode": mode, "label": LABELS[mode], "images_per_s": per_step * steps / dt,
+                      "step_ms": 1000 * dt / steps, "peak_mb": peak, "note": note}
+
+    def release():
+        if cuda:
+            torch.cuda.empty_cache()
+
+    # (c) the model alone: the same training step on normalised tensors made once.
+    model, opt = _model(s, num_classes, device, fast=True)
+    x = torch.randn(per_step, 3, s.image_size, s.image_size, device=device)
+    if cuda and s.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (per_step,), device=device)
+    record("model", *_timed(lambda: optimise(model, opt, x, y, autocast, s.label_smoothing),
+                            device, warmup, steps))
+    del model, opt, x, y
+    release()
+
+    # (a) the engine's path: what train.py does per step.
+    model, opt = _model(s, num_classes, device, fast=True)
+    batches = _cycle(lambda: data.train.batches(s.batch_size, device, seed=s.seed,
+                                                drop_last=True))
+
+    def engine_step():
+        xb, yb = next(batches)
+        xb, yb = prepare_batch(xb, yb, s, gen)
+        optimise(model, opt, norm(xb), yb, autocast, s.label_smoothing)
+
+    record("engine", *_timed(engine_step, device, warmup, steps))
+    if profile_dir is not None:
+        profile(engine_step, device, min(steps, 20), profile_dir, name)
+    del model, opt
+    release()
+
+    def data_step():
+        xb, yb = next(batches)
+        xb, _ = prepare_batch(xb, yb, s, gen)
+        norm(xb)
+
+    record("data", *_timed(data_step, device, warmup, steps))
+    data_peak = rows["data"]["peak_mb"]
+    del batches
+    release()
+
+    # (b) the conventional pipeline, fp32, contiguous, as a tutorial writes it.
+    ds, how = conventional_dataset(s, data, data.mean, data.std)
+    if ds is None:
+        rows["conventional"] = {"mode": "conventional", "label": LABELS["conventional"],
+                                "images_per_s": None, "step_ms": None, "peak_mb": None,
+                                "note": how}
+    else:
+        model, opt = _model(s, num_classes, device, fast=False)
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=s.batch_size, shuffle=True, num_workers=workers, drop_last=True,
+            pin_memory=cuda, persistent_workers=workers > 0)
+        it = _cycle(lambda: iter(loader))
+        fp32 = nullcontext()
+
+        def conventional_step():
+            xb, yb = next(it)
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            if s.task == "rotation":
+                xb, yb = rotate_batch(xb, s.rotation_mode, gen)
+            optimise(model, opt, xb, yb, fp32, s.label_smoothing)
+
+        record("conventional", *_timed(conventional_step, device, warmup, steps),
+               note=f"{workers} workers; {how}")
+        del it, loader, model, opt
+        release()
+
+    model_rate = rows["model"]["images_per_s"]
+    conv_rate = rows["conventional"]["images_per_s"]
+    for r in rows.values():
+        rate = r["images_per_s"] if r["mode"] != "data" else None
+        r["vs_model"] = rate / model_rate if rate else None
+        r["vs_conventional"] = rate / conv_rate if rate and conv_rate else None
+    rows["data"]["peak_mb"] = data_peak
+    return {
+        "settings": {**{k: getattr(s, k) for k in (
+            "task", "rotation_mode", "dataset", "model", "image_size", "batch_size", "compile",
+            "augment", "cutout")}, "bf16": cuda and s.amp,
+            "channels_last": cuda and s.channels_last},
+        "images_per_step": per_step, "train_images": len(data.train),
+        "data": data.source,
+        "rows": [rows[m] for m in MODES],
+    }
+
+
+def profile(step, device, steps: int, out_dir: Path, name: str) -> Path:
+    """torch.profiler over `steps` engine steps: the operator table sorted by device time
+    (CPU time without a GPU) and a Chrome trace, to see whether launches, memory or Python
+    limit a figure."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with torch_profile(activities=activities, record_shapes=False) as prof:
+        for _ in range(steps):
+            step()
+        _sync(device)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    text = prof.key_averages().table(sort_by=key, row_limit=30)
+    path = out_dir / f"bench-profile-{name}.txt"
+    rd.atomic_write_text(path, f"{steps} engine steps of {name}\n{text}\n")
+    prof.export_chrome_trace(str(out_dir / f"bench-trace-{name}.json"))
+    return path
+
+
+def machine() -> dict:
+    info = {"torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": " ".join(["python -m engine"] + sys.argv[1:])}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        except Exception:  # nvidia-ml-py absent or no NVML: the driver is a nicety here
+            pass
+    return info
+
+
+def table_of(results: dict) -> Table:
+    where = results["machine"].get("gpu") or f"CPU ({results['machine']['cpus']} cores)"
+    table = Table(f"Training throughput on {where}, torch {results['machine']['torch']}",
+                  [("Experiment", TEXT), ("Path", TEXT), ("images/s", RATE), ("step ms", RATE),
+                   ("peak MiB", RATE), ("/model", TEXT), ("/conv.", TEXT)])
+    for name, res in results["experiments"].items():
+        st = res["settings"]
+        for r in res["rows"]:
+            table.rows.append([name, r["label"], r["images_per_s"], r["step_ms"], r["peak_mb"],
+                               _ratio(r["vs_model"]), _ratio(r["vs_conventional"])])
+        table.notes.append(
+            f"{name}: {st['model']} {st['image_size']}px, task {st['task']}, "
+            f"{res['images_per_step']} images/step, bf16 {st['bf16']}, channels_last "
+            f"{st['channels_last']}, compile {st['compile']}; data {res['data']}; "
+            f"conventional: {res['rows'][-1]['note']}")
+    table.notes.append(EXPLAIN)
+    table.notes.append(f"{results['steps']} timed steps after {results['warmup']} warm-up "
+                       "steps per path; one process, same model and device")
+    return table
+
+
+def _ratio(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def run_bench(settings: dict[str, Settings], out_dir: Path, steps: int, warmup: int,
+              workers: int, profile_dir: Path | None) -> tuple[dict, Table, list[Path]]:
+    results = {"machine": machine(), "steps": steps, "warmup": warmup, "workers": workers,
+               "experiments": {}}
+    for name, s in settings.items():
+        results["experiments"][name] = bench_one(s, steps, warmup, workers, profile_dir, name)
+    table = table_of(results)
+    paths = export_table(table, out_dir, "bench")
+    json_path = Path(out_dir) / "bench.json"
+    rd.atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
+    return results, table, paths + [json_path]
+
