@@ -181,6 +181,13 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
                            s.get("best_epoch"), s.get("epochs"), s.get("train_s"),
                            s.get("median_images_per_s"), s.get("gpu_mem_peak_mb"),
                            run.state if run else "not run", run.run_id if run else "-"])
+    accs = [r[1] for r in table.rows if r[1] is not None]
+    if [k for k, _ in sweep.axes] == ["seed"] and accs:
+        import statistics
+        spread = f" ± {100 * statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
+        mean = statistics.fmean(accs)
+        table.notes.append(f"Over {len(accs)} seed(s): acc@best mean {100 * mean:.2f}%{spread}"
+                           f" (min {100 * min(accs):.2f}%, max {100 * max(accs):.2f}%).")
     table.notes.append(f"Sweep of {sweep.base} over "
                        + ", ".join(k for k, _ in sweep.axes)
                        + "; latest successful run of each point. Train time: training "
@@ -204,7 +211,8 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     if comp.kind == "summary":
         table = Table(comp.title, [("Experiment", TEXT), ("Metric", TEXT), ("Expected", PCT),
                                    ("Measured", PCT), ("Delta", DPCT), ("Epochs", INT),
-                                   ("Wall", SECS), ("Run", TEXT), ("Title", TEXT)])
+                                   ("To expected", SECS), ("Wall", SECS), ("Run", TEXT),
+                                   ("Title", TEXT)])
         for e in exps:
             run = latest[e.name]
             s = run.summary if run else None
@@ -213,10 +221,14 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
             table.rows.append([
                 e.name, METRIC_NAMES[e.expect.metric if e.expect else "test_acc_at_best"], want,
                 got, got - want if got is not None and want is not None else None,
-                s.get("epochs") if s else None, s.get("wall_s") if s else None,
+                s.get("epochs") if s else None,
+                time_to(run.path, want) if run and want is not None else None,
+                s.get("wall_s") if s else None,
                 run.run_id if run else "no successful run", e.title])
         table.notes.append("Measured: the latest successful run of each experiment. "
-                           "acc@best: test accuracy at the epoch of lowest test loss.")
+                           "acc@best: test accuracy at the epoch of lowest test loss. "
+                           "To expected: training and evaluation time until the test "
+                           "accuracy first reached the expected figure.")
         return table
     if comp.kind == "models":
         table = Table(comp.title, [("Experiment", TEXT), ("Model", TEXT), ("Params", INT),
@@ -249,6 +261,18 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     table.notes.append("Acc@best: test accuracy at the epoch of lowest test loss; "
                        "latest successful run of each experiment.")
     return table
+
+
+def time_to(run_dir: Path, accuracy: float) -> float | None:
+    """Seconds of epochs (training and evaluation, not start-up) until the test accuracy
+    first reached `accuracy`; None if it never did."""
+    spent = 0.0
+    for m in rd.read_jsonl(run_dir / rd.METRICS):
+        if m.get("kind") == "epoch":
+            spent += m.get("epoch_s") or 0.0
+            if (m.get("test_acc") or 0.0) >= accuracy:
+                return spent
+    return None
 
 
 def run_progress(run: rd.Run, epochs: list[dict] | None = None, now: float | None = None) -> dict:

@@ -109,7 +109,8 @@ def conventional_dataset(s: Settings, data, mean, std):
         except RuntimeError:  # its checksums reject files that are not the release's own
             pass
     if s.dataset in ("cifar10", "imagefolder") and (root / "train").is_dir():
-        return datasets.ImageFolder(str(root / "train"), transform=tf), "ImageFolder (decode per image)"
+        return (datasets.ImageFolder(str(root / "train"), transform=tf),
+                "ImageFolder (decode per image)")
     if isinstance(data.train, TensorSplit):
         return _ArrayImages(data.train.x, data.train.y, tf), "uint8 array -> PIL per image"
     return None, "no torchvision dataset for this data"
@@ -144,7 +145,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     y = torch.randint(0, num_classes, (per_step,), device=device)
     record("model", *_timed(lambda: optimise(model, opt, x, y, autocast, s.label_smoothing),
                             device, warmup, steps))
-    del model, opt, x, y
+    model = opt = x = y = None  # free the device memory before the next path
     release()
 
     # (a) the engine's path: what train.py does per step.
@@ -160,7 +161,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     record("engine", *_timed(engine_step, device, warmup, steps))
     if profile_dir is not None:
         profile(engine_step, device, min(steps, 20), profile_dir, name)
-    del model, opt
+    model = opt = None
     release()
 
     def data_step():
@@ -170,7 +171,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
 
     record("data", *_timed(data_step, device, warmup, steps))
     data_peak = rows["data"]["peak_mb"]
-    del batches
+    batches = None
     release()
 
     # (b) the conventional pipeline, fp32, contiguous, as a tutorial writes it.
@@ -196,7 +197,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
 
         record("conventional", *_timed(conventional_step, device, warmup, steps),
                note=f"{workers} workers; {how}")
-        del it, loader, model, opt
+        it = loader = model = opt = None
         release()
 
     model_rate = rows["model"]["images_per_s"]

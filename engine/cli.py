@@ -24,7 +24,11 @@ def _config_path(arg: str | None) -> Path:
 
 
 def _print_table(table: Table) -> None:
-    from rich.console import Console
+    try:
+        from rich.console import Console
+    except ImportError:  # a bare GPU box with torch only: Markdown reads fine too
+        print(table.to_markdown())
+        return
     Console().print(table.to_rich())
 
 
@@ -301,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--profile", action="store_true",
                     help="also write a torch.profiler table and Chrome trace of the engine path")
     be.add_argument("--json", action="store_true", help="print the results as JSON")
-    be.add_argument("--out", metavar="DIR", help="folder for bench.md/.csv/.json (default reports/)")
+    be.add_argument("--out", metavar="DIR",
+                    help="folder for bench.md/.csv/.json (default reports/)")
     be.set_defaults(fn=cmd_bench)
 
     ga = sub.add_parser("gallery", parents=[common],

@@ -607,9 +607,13 @@ def load(path: str | Path) -> Config:
 def _check_points(plan, experiments: dict, fail) -> None:
     for label, base, overrides in plan.points():
         try:
-            apply_overrides(experiments[base].settings, overrides)
+            s = apply_overrides(experiments[base].settings, overrides)
         except ConfigError as exc:
             fail(f"point {label}: {exc.message}")
+        if s.init and not is_path(s.init) and (s.init not in experiments or s.init == base):
+            fail(f'point {label}: init = "{s.init}": '
+                 + ("the point's own base" if s.init == base else
+                    f'no experiment named "{s.init}"{suggest(s.init, experiments)}'))
 
 
 def _check_cycles(experiments: dict, fail_for) -> None:

@@ -82,6 +82,9 @@ def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
         if pts:
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=base)
     ax.set_xscale("log")
+    xs = sorted({p[0] for pts in series.values() for p in pts})
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the swept values, not powers of ten
+    ax.set_xticks([], minor=True)
     ax.set_xlabel(axis)
     ax.set_ylabel("test accuracy, %")
     ax.grid(alpha=0.3, which="both")
@@ -89,6 +92,22 @@ def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
         ax.legend()
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_ablation(table, path: Path) -> Path:
+    """Mean test accuracy per configuration with its spread over seeds, baseline on top."""
+    plt = _pyplot()
+    rows = [r for r in table.rows if r[1] is not None]
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.45 * max(1, len(rows))))
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, [100 * r[1] for r in rows], xerr=[100 * (r[2] or 0) for r in rows],
+            color=["0.6" if r[0] == "baseline" else "C0" for r in rows], capsize=3)
+    ax.set_yticks(y, [r[0] for r in rows])
+    lo = min((100 * r[1] for r in rows), default=0)
+    ax.set_xlim(max(0, lo - 5), 100)
+    ax.set_xlabel("mean test accuracy, % (bars: one standard deviation over seeds)")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path, table.title)
 
 
 def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]:
@@ -101,6 +120,8 @@ def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]
     runs = table_runs(config, name, runs_dir)
     if runs:
         paths.append(plot_runs(runs, Path(out_dir) / f"{name}-curves.png", table.title))
+    if name in config.ablations and any(r[1] is not None for r in table.rows):
+        paths.append(plot_ablation(table, Path(out_dir) / f"{name}-bars.png"))
     c = curve(config, name, runs_dir)
     if c and any(c[1].values()):
         paths.append(plot_curve(*c, Path(out_dir) / f"{name}-{c[0]}.png", table.title))

@@ -261,11 +261,23 @@ def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
     """Every point of a sweep or an ablation, one after another; a point already done
     with the same resolved settings is skipped. `overrides` apply on top of every point."""
     plan = config.plan(name)
+    points = [(label, base, point_overrides + list(overrides), resolve_settings(
+        config, base, point_overrides + list(overrides)))
+        for label, base, point_overrides in plan.points()]
+    # Points that start from an experiment's checkpoint (a rotation-pretrained base, an
+    # ablation's "rotation" component) get that experiment run first when it has no
+    # successful run, with the same command-line overrides, as `run --with-deps` does.
+    deps = dict.fromkeys(s.init for *_, s in points if s.init and not is_path(s.init))
+    for dep in deps:
+        if rd.latest_done(runs_dir, dep) is None:
+            if echo:
+                print(f"{name}: running dependency {dep} first", flush=True)
+            if run_experiment(config, dep, list(overrides), runs_dir, with_deps=True,
+                              queue=queue, echo=echo)[-1][1] != "done":
+                raise RunError(f"dependency {dep} did not finish; the sweep needs its checkpoint")
     by_point = sweep_point_runs(runs_dir, name)
     todo, results = [], []
-    for label, base, point_overrides in plan.points():
-        all_overrides = point_overrides + list(overrides)
-        s = resolve_settings(config, base, all_overrides)
+    for label, base, all_overrides, s in points:
         want = {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(s).items()}
         done = next((r for r in by_point.get(label, []) if r.raw_state == "done"

@@ -5,6 +5,7 @@ A viewer and a launcher: it reads experiments.toml and runs/, and starts
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from engine import rundir as rd
-from engine.analysis import PCT, RATE, SECS, compare_table, fmt, runs_table, table_names
+from engine.analysis import (PCT, RATE, SECS, compare_table, curve, fmt, runs_table,
+                             table_names)
 from engine.config import ConfigError, apply_overrides
 from engine.runner import (RunError, cancel, launch_detached, launch_sweep_detached,
                            resume_detached)
@@ -181,6 +183,7 @@ class RotundaApp(App):
             with TabPane("4 Compare", id="compare"):
                 yield Static("", id="compare-title")
                 yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
+                yield PlotextPlot(id="compare-plot")
                 yield Static("", id="compare-notes")
         yield Input(placeholder="filter experiments and runs (esc clears)", id="filter")
         yield Footer()
@@ -284,19 +287,21 @@ class RotundaApp(App):
                               fmt(e.expect.value if e.expect else None, PCT),
                               state_text(last.state) if last else "-", e.settings.model,
                               e.settings.dataset, key=e.name)
-        sweeps = [w for w in config.sweeps.values()
-                  if self._matches(w.group, w.name, w.title, w.base)]
+        plans = [w for w in [*config.sweeps.values(), *config.ablations.values()]
+                 if self._matches(w.group, w.name, w.title, w.base)]
         groups_seen = set()
-        for w in sweeps:
+        for w in plans:
             if w.group not in groups_seen:
                 groups_seen.add(w.group)
                 table.add_row(Text(w.group, style="bold underline"), key=f"group:sweeps:{w.group}")
             mine = [r for r in runs if r.experiment == w.name]
             done = len({r.run_id for r in mine if r.raw_state == "done"})
             live = [r for r in mine if r.state in rd.LIVE_STATES]
-            table.add_row(f" {w.name}", "sweep", str(len(w.points())), w.base, "-",
-                          state_text(live[0].state) if live else f"{done} runs done",
-                          ", ".join(k for k, _ in w.axes), "", key=f"sweep:{w.name}")
+            ablation = w.name in config.ablations
+            table.add_row(f" {w.name}", "ablation" if ablation else "sweep", str(len(w.points())),
+                          w.base, "-", state_text(live[0].state) if live else f"{done} runs done",
+                          ", ".join(k for k, _ in (w.components if ablation else w.axes)), "",
+                          key=f"sweep:{w.name}")
         if selected is None or selected.startswith("group:"):
             selected = next(iter(e for g in config.groups().values() for e in g
                                  if e.name in [k.value for k in table.rows]), None)
@@ -308,11 +313,15 @@ class RotundaApp(App):
         detail = self.query_one("#exp-detail", Static)
         name = self.selected_key(self.query_one("#exp-table", DataTable))
         if name and name.startswith("sweep:") and self.lab.config:
-            w = self.lab.config.sweeps[name[len("sweep:"):]]
-            axes = "; ".join(f"{k} in {list(v)}" for k, v in w.axes)
-            detail.update(f"[b]{w.title}[/b]  (sweep {w.name})\n[dim]base:[/dim] {w.base}\n"
-                          f"[dim]axes:[/dim] {axes}\n[dim]points:[/dim] {len(w.points())}, one run "
-                          "each; Enter runs those not done yet, one after another")
+            w = self.lab.config.plan(name[len("sweep:"):])
+            if w.name in self.lab.config.ablations:
+                what = (f"[dim]components ({w.mode.replace('_', '-')}, {w.seeds} seeds):[/dim] "
+                        + "; ".join(f"{c}: {' '.join(o)}" for c, o in w.components))
+            else:
+                what = "[dim]axes:[/dim] " + "; ".join(f"{k} in {list(v)}" for k, v in w.axes)
+            detail.update(f"[b]{w.title}[/b]  ({w.name})\n[dim]base:[/dim] {w.base}\n{what}\n"
+                          f"[dim]runs:[/dim] {len(w.points())}; Enter runs those not done yet "
+                          "(and a missing pretraining run first), one after another")
             return
         if not name or not self.lab.config or name not in self.lab.config.experiments:
             detail.update("")
@@ -448,6 +457,42 @@ class RotundaApp(App):
         for row in t.formatted():
             table.add_row(*row)
         notes.update(Text("\n".join(t.notes), style="dim"))
+        self.draw_compare_plot(name, t)
+
+    def draw_compare_plot(self, name: str, t) -> None:
+        """A sweep with `plot` gets accuracy against that axis (log scale, one line per
+        base: the few-labels figure); an ablation gets its mean accuracies as bars."""
+        widget = self.query_one("#compare-plot", PlotextPlot)
+        config = self.lab.config
+        got = curve(config, name, self.lab.runs_dir)
+        bars = [(row[0], row[1]) for row in t.rows if row[1] is not None] \
+            if name in config.ablations else []
+        widget.display = bool(got and any(got[1].values())) or bool(bars)
+        if not widget.display:
+            return
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if bars:
+            bars.reverse()  # plotext stacks horizontal bars upwards: baseline on top
+            plt.bar([b[0] for b in bars], [100 * b[1] for b in bars], orientation="horizontal",
+                    width=0.3)
+            plt.title("mean test accuracy, %")
+            lo = min(100 * b[1] for b in bars)
+            plt.xlim(max(0.0, lo - 5), 100)
+        else:
+            # log10 by hand: plotext 5.3's xscale("log") breaks the legend for 2-point lines
+            axis, series = got
+            series = {b: [p for p in pts if p[0] > 0] for b, pts in series.items()}
+            for base, pts in series.items():
+                if pts:
+                    plt.plot([math.log10(p[0]) for p in pts], [100 * p[1] for p in pts],
+                             label=base, marker="braille")
+            xs = sorted({p[0] for pts in series.values() for p in pts})
+            plt.xticks([math.log10(x) for x in xs], [f"{x:g}" for x in xs])
+            plt.xlabel(axis)
+            plt.title(f"test accuracy, % against {axis} (log)")
+        widget.refresh()
 
     def selected_compare(self) -> str | None:
         names = table_names(self.lab.config) if self.lab.config else []
@@ -551,7 +596,8 @@ class RotundaApp(App):
         if name and name.startswith("sweep:"):
             sweep = name[len("sweep:"):]
             launch_sweep_detached(config, sweep, overrides, self.lab.runs_dir)
-            self.notify(f"launched sweep {sweep}: its points run one after another")
+            kind = "ablation" if sweep in config.ablations else "sweep"
+            self.notify(f"launched {kind} {sweep}: its runs go one after another")
             return
         if not name or name not in config.experiments:
             return

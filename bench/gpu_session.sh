@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The measurements docs/results.md records, for a session lent a GPU (../shared/GPU.md).
+# Run through the device tool from the project root with .data carried, e.g.
+#   bash bench/gpu_session.sh speed    # bench + parts 1-4 (issue #6), ~6 min on an H100
+#   bash bench/gpu_session.sh part5    # part 5 over seeds + its baseline (issue #4)
+# Everything lands in $OUT (at most 8 files come back): logs, bench.json, tables.
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /tmp/cifar10
+[ -d /tmp/cifar10/train ] || tar -xzf .data/cifar10-jpeg.tar.gz -C /tmp/cifar10
+DATA=(--set data_dir=/tmp/cifar10 --runs-dir /tmp/runs)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+case "${1:-speed}" in
+speed)
+    python -m engine bench part1 part3 --set data_dir=/tmp/cifar10 --profile --out "$OUT" 2>&1 \
+        | tee "$OUT/bench.txt"
+    rm -f "$OUT"/bench-trace-*.json "$OUT"/bench.csv  # traces are large; the tables stay
+    start=$(date +%s)
+    for part in part1 part2 part3 part4; do
+        python -m engine run $part "${DATA[@]}" --now --quiet 2>&1 | tail -n 2
+    done | tee "$OUT/parts.txt"
+    echo "parts 1-4 wall: $(( $(date +%s) - start )) s" | tee -a "$OUT/parts.txt"
+    python -m engine compare assignment --format markdown --runs-dir /tmp/runs | tee -a "$OUT/parts.txt"
+    ;;
+part5)
+    start=$(date +%s)
+    python -m engine sweep part5_seeds "${DATA[@]}" --now --quiet 2>&1 | tail -n 5 || true
+    echo "part5 x5 seeds wall: $(( $(date +%s) - start )) s" | tee "$OUT/part5.txt"
+    python -m engine compare part5_seeds --format markdown --runs-dir /tmp/runs | tee -a "$OUT/part5.txt"
+    for r in /tmp/runs/part5_seeds/*/; do tail -n 3 "$r/log.txt"; done > "$OUT/part5-logs.txt"
+    ;;
+esac
