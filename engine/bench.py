@@ -6,6 +6,7 @@ what the data path costs, engine / conventional is what it saves."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from .config import Settings
 from .data import Normalizer, TensorSplit, _cifar_batches_dir, load_dataset, rotate_batch
 from .export import export_table
 from .models import build_model
-from .train import make_optimizer, optimise, pick_device, prepare_batch
+from .train import Ema, make_optimizer, optimise, pick_device, prepare_batch
 
 MODES = ("model", "engine", "data", "conventional")
 LABELS = {"model": "model alone", "engine": "engine", "data": "engine data only",
@@ -153,15 +154,20 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     batches = _cycle(lambda: data.train.batches(s.batch_size, device, seed=s.seed,
                                                 drop_last=True))
 
+    ema = Ema(model, s.ema) if s.ema else None
+    count = itertools.count()
+
     def engine_step():
         xb, yb = next(batches)
         xb, yb = prepare_batch(xb, yb, s, gen)
         optimise(model, opt, norm(xb), yb, autocast, s.label_smoothing)
+        if ema is not None:
+            ema.update(model, next(count))
 
     record("engine", *_timed(engine_step, device, warmup, steps))
     if profile_dir is not None:
         profile(engine_step, device, min(steps, 20), profile_dir, name)
-    model = opt = None
+    model = opt = ema = None
     release()
 
     def data_step():
@@ -170,7 +176,6 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
         norm(xb)
 
     record("data", *_timed(data_step, device, warmup, steps))
-    data_peak = rows["data"]["peak_mb"]
     batches = None
     release()
 
@@ -206,7 +211,6 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
         rate = r["images_per_s"] if r["mode"] != "data" else None
         r["vs_model"] = rate / model_rate if rate else None
         r["vs_conventional"] = rate / conv_rate if rate and conv_rate else None
-    rows["data"]["peak_mb"] = data_peak
     return {
         "settings": {**{k: getattr(s, k) for k in (
             "task", "rotation_mode", "dataset", "model", "image_size", "batch_size", "compile",
