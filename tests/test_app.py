@@ -6,7 +6,7 @@ import pytest
 
 from conftest import TINY, engine
 from engine import rundir as rd
-from engine.analysis import PCT, fmt
+from engine.analysis import PCT, SECS, fmt
 from tui.app import Confirm, RotundaApp
 
 # Two epochs keep the app tests short; everything else is the tiny config.
@@ -101,11 +101,19 @@ async def test_runs_survive_the_app_and_it_reattaches(fast_config):
         assert [r.state for r in app.rows] == ["done", "done"]
         await pilot.press("4")  # the summary now has measured figures for rot and ft
         table = app.query_one("#compare-table")
-        rows = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)]
+        head = [str(c.label) for c in table.columns.values()]
+        rows = {str(table.get_row_at(i)[0]): dict(zip(head, map(str, table.get_row_at(i))))
                 for i in range(table.row_count)}
         rot = rd.latest_done(runs_dir, "rot").summary
-        assert rows["rot"][3] == fmt(rot["test_acc_at_best"], PCT)
-        assert rows["scratch"][7] == "no successful run"
+        assert rows["rot"]["Measured"] == fmt(rot["test_acc_at_best"], PCT)
+        assert rows["scratch"]["Run"] == "no successful run"
+        spent, reached = 0.0, None  # "To expected": epoch seconds until acc >= expected
+        for m in rd.read_jsonl(rd.latest_done(runs_dir, "rot").path / rd.METRICS):
+            if m["kind"] == "epoch":
+                spent += m["epoch_s"]
+                if reached is None and m["test_acc"] >= 0.5:
+                    reached = spent
+        assert rows["rot"]["To expected"] == fmt(reached, SECS)
 
 
 async def test_cancel_from_the_app_sends_sigterm(fast_config):
