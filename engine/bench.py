@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import sys
-import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +22,9 @@ from .analysis import RATE, TEXT, Table
 from .config import Settings
 from .data import Normalizer, TensorSplit, _cifar_batches_dir, load_dataset, rotate_batch
 from .export import export_table
-from .models import build_model
-from .train import Ema, make_optimizer, optimise, pick_device, prepare_batch
+from .throughput import sync, timed
+from .train import (Ema, autocast_for, images_per_step, optimise, pick_device, prepare_batch,
+                    trainable_model)
 
 MODES = ("model", "engine", "data", "conventional")
 LABELS = {"model": "model alone", "engine": "engine", "data": "engine data only",
@@ -35,37 +35,14 @@ EXPLAIN = ("model alone: random tensors made once on the device; engine: device-
            "PIL transforms, DataLoader with workers, fp32")
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(step, device, warmup: int, steps: int) -> tuple[float, float | None]:
-    """Seconds for `steps` calls of step() after `warmup` untimed ones, and the peak
-    device memory (MiB) over all of them."""
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    dt = time.perf_counter() - t0
-    return dt, torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-
-
 def _model(s: Settings, num_classes: int, device, fast: bool):
+    """The model and optimiser as train.py builds them; `fast` keeps channels_last and
+    compile as configured, else a plain fp32 contiguous model (the conventional path)."""
     torch.manual_seed(s.seed)
-    model = build_model(s.model, num_classes, s.image_size, s.activation, s.dropout).to(device)
-    model.train()
-    if fast and device.type == "cuda" and s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(s, [p for p in model.parameters() if p.requires_grad])
-    step_model = torch.compile(model) if fast and s.compile else model
-    return step_model, opt
+    if not fast:
+        s = dataclasses.replace(s, channels_last=False)
+    model, opt = trainable_model(s, num_classes, device)
+    return (torch.compile(model) if fast and s.compile else model), opt
 
 
 def _cycle(make_iter):
@@ -124,8 +101,8 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     cuda = device.type == "cuda"
     data = load_dataset(s).place(device, s.data_placement)
     num_classes = 4 if s.task == "rotation" else len(data.classes)
-    per_step = s.batch_size * (4 if s.task == "rotation" and s.rotation_mode == "all4" else 1)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and s.amp else nullcontext()
+    per_step = images_per_step(s)
+    autocast = autocast_for(device, s.amp)
     norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
     gen = torch.Generator(device=device).manual_seed(s.seed)
     rows: dict[str, dict] = {}
@@ -144,7 +121,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     if cuda and s.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (per_step,), device=device)
-    record("model", *_timed(lambda: optimise(model, opt, x, y, autocast, s.label_smoothing),
+    record("model", *timed(lambda: optimise(model, opt, x, y, autocast, s.label_smoothing),
                             device, warmup, steps))
     model = opt = x = y = None  # free the device memory before the next path
     release()
@@ -164,7 +141,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
         if ema is not None:
             ema.update(model, next(count))
 
-    record("engine", *_timed(engine_step, device, warmup, steps))
+    record("engine", *timed(engine_step, device, warmup, steps))
     if profile_dir is not None:
         profile(engine_step, device, min(steps, 20), profile_dir, name)
     model = opt = ema = None
@@ -175,7 +152,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
         xb, _ = prepare_batch(xb, yb, s, gen)
         norm(xb)
 
-    record("data", *_timed(data_step, device, warmup, steps))
+    record("data", *timed(data_step, device, warmup, steps))
     batches = None
     release()
 
@@ -200,7 +177,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
                 xb, yb = rotate_batch(xb, s.rotation_mode, gen)
             optimise(model, opt, xb, yb, fp32, s.label_smoothing)
 
-        record("conventional", *_timed(conventional_step, device, warmup, steps),
+        record("conventional", *timed(conventional_step, device, warmup, steps),
                note=f"{workers} workers; {how}")
         it = loader = model = opt = None
         release()
@@ -234,7 +211,7 @@ def profile(step, device, steps: int, out_dir: Path, name: str) -> Path:
     with torch_profile(activities=activities, record_shapes=False) as prof:
         for _ in range(steps):
             step()
-        _sync(device)
+        sync(device)
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     text = prof.key_averages().table(sort_by=key, row_limit=30)
     path = out_dir / f"bench-profile-{name}.txt"

@@ -5,52 +5,55 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import rundir as rd
 from .analysis import INT, RATE, TEXT, Table
 from .config import Settings
 from .export import _pyplot, _save, export_table
 from .models import build_model
-from .train import pick_device
+from .train import autocast_for, optimise, pick_device
 
 CPU_CAP = 64
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step, device: torch.device, warmup: int, steps: int) -> tuple[float, float | None]:
+    """Seconds for `steps` calls of step() after `warmup` untimed ones, synchronised at
+    both edges, and the peak device memory (MiB) over all of them."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return time.perf_counter() - t0, (torch.cuda.max_memory_allocated(device) / 2**20
+                                      if cuda else None)
 
 
 def measure(model, batch: int, image_size: int, num_classes: int, device: torch.device,
             steps: int, warmup: int, amp: bool, channels_last: bool) -> dict:
     """Images/s of full training steps (forward, backward, SGD step) on random tensors
-    already on the device, timed after warm-up with a synchronise at both edges."""
-    cuda = device.type == "cuda"
+    already on the device, timed after warm-up."""
     x = torch.randn(batch, 3, image_size, image_size, device=device)
-    if cuda and channels_last:
+    if device.type == "cuda" and channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and amp else nullcontext()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            if cuda:
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-        with autocast:
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if cuda:
-        torch.cuda.synchronize(device)
-    dt = time.perf_counter() - t0
+    autocast = autocast_for(device, amp)
+    dt, peak = timed(lambda: optimise(model, opt, x, y, autocast), device, warmup, steps)
     return {"batch": batch, "images_per_s": batch * steps / dt, "step_ms": 1000 * dt / steps,
-            "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
-            "note": ""}
+            "peak_mb": peak, "note": ""}
 
 
 def sweep_batches(make_model, image_size: int, num_classes: int, device: torch.device,

@@ -51,6 +51,31 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cuda")
 
 
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when amp is on; nothing on the CPU."""
+    return (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp
+            else nullcontext())
+
+
+def images_per_step(s: Settings) -> int:
+    return s.batch_size * (4 if s.task == "rotation" and s.rotation_mode == "all4" else 1)
+
+
+def trainable_model(s: Settings, num_classes: int, device: torch.device, load=None):
+    """The model as a run trains it: built, given its weights by `load(model)` (resume or
+    init), frozen but for train_layers, in training mode (frozen BatchNorm stays in eval),
+    on the device (channels_last on CUDA when set), with its optimiser."""
+    model = build_model(s.model, num_classes, s.image_size, s.activation, s.dropout)
+    if load is not None:
+        load(model)
+    freeze_except(model, s.train_layers)
+    train_mode(model, s.train_layers)
+    model.to(device)
+    if device.type == "cuda" and s.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, make_optimizer(s, [p for p in model.parameters() if p.requires_grad])
+
+
 def prepare_batch(xb: torch.Tensor, yb: torch.Tensor, s: Settings, gen: torch.Generator):
     """Augmentation and the rotation pretext, as batched tensor ops on a uint8 batch."""
     if s.augment != "none":
@@ -233,24 +258,21 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         f"{len(data.classes)} classes, {where} ({time.time() - t0:.1f}s)")
     num_classes = 4 if s.task == "rotation" else len(data.classes)
 
-    model = build_model(s.model, num_classes, s.image_size, s.activation, s.dropout)
     ckpt_dir = run_dir / rd.CHECKPOINTS
     ckpt_dir.mkdir(exist_ok=True)
     last_path = ckpt_dir / "last.pt"
-    state = None
-    if resume and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-    elif init_from:
-        skipped = load_init(model, Path(init_from))
-        log(f"init: weights from {init_from}; new head: {', '.join(skipped) or 'none'}")
-    freeze_except(model, s.train_layers)
+    state = (torch.load(last_path, map_location="cpu", weights_only=True)
+             if resume and last_path.exists() else None)
+
+    def load(model):
+        if state is not None:
+            model.load_state_dict(state["model"])
+        elif init_from:
+            skipped = load_init(model, Path(init_from))
+            log(f"init: weights from {init_from}; new head: {', '.join(skipped) or 'none'}")
+
+    model, opt = trainable_model(s, num_classes, device, load)
     total, trainable = count_params(model)
-    model.to(device)
-    if cuda and s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(s, params)
     ema = Ema(model, s.ema) if s.ema else None
     eval_model = ema.module if ema is not None else model
     first_epoch, best = 1, {"loss": math.inf, "epoch": 0}
@@ -270,11 +292,11 @@ def _train(run_dir, s: Settings, init_from, resume, log, status, stop):
         log("resume: no checkpoint yet, starting from epoch 1")
 
     step_model = torch.compile(model) if s.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and s.amp else nullcontext()
+    autocast = autocast_for(device, s.amp)
     norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
     n_train = len(data.train)
     steps_per = steps_per_epoch(n_train, s.batch_size)
-    per_step = s.batch_size * (4 if s.task == "rotation" and s.rotation_mode == "all4" else 1)
+    per_step = images_per_step(s)
     gpu_name = torch.cuda.get_device_name(device) if cuda else None
     status.update(device=str(device), gpu=gpu_name, params_total=total,
                   params_trainable=trainable, epoch=first_epoch - 1)
