@@ -113,12 +113,14 @@ def table_runs(config: Config, name: str, runs_dir: Path) -> list[tuple[str, Pat
             if (r := rd.latest_done(runs_dir, e))]
 
 
-def curve(config: Config, name: str, runs_dir: Path) -> tuple[str, dict] | None:
-    """For a sweep with `plot`: (axis, {base: [(x, acc@best), ...]}) from its done points."""
+def curve(config: Config, name: str, runs_dir: Path,
+          table: Table | None = None) -> tuple[str, dict] | None:
+    """For a sweep with `plot`: (axis, {base: [(x, acc@best), ...]}) from its done points;
+    `table`, its sweep_table when the caller already has it (saves reading every run again)."""
     sweep = config.sweeps.get(name)
     if sweep is None or not sweep.plot:
         return None
-    table = sweep_table(config, name, runs_dir)
+    table = table or sweep_table(config, name, runs_dir)
     series: dict[str, list] = {b: [] for b in sweep.bases}
     for (label, base, overrides), row in zip(sweep.points(), table.rows):
         x = next(float(o.split("=", 1)[1]) for o in overrides if o.startswith(sweep.plot + "="))

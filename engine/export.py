@@ -122,7 +122,7 @@ def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]
         paths.append(plot_runs(runs, Path(out_dir) / f"{name}-curves.png", table.title))
     if name in config.ablations and any(r[1] is not None for r in table.rows):
         paths.append(plot_ablation(table, Path(out_dir) / f"{name}-bars.png"))
-    c = curve(config, name, runs_dir)
+    c = curve(config, name, runs_dir, table)
     if c and any(c[1].values()):
         paths.append(plot_curve(*c, Path(out_dir) / f"{name}-{c[0]}.png", table.title))
     return paths

@@ -464,7 +464,7 @@ class RotundaApp(App):
         base: the few-labels figure); an ablation gets its mean accuracies as bars."""
         widget = self.query_one("#compare-plot", PlotextPlot)
         config = self.lab.config
-        got = curve(config, name, self.lab.runs_dir)
+        got = curve(config, name, self.lab.runs_dir, t)
         bars = [(row[0], row[1]) for row in t.rows if row[1] is not None] \
             if name in config.ablations else []
         widget.display = bool(got and any(got[1].values())) or bool(bars)
