@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,8 +131,6 @@ def curve(config: Config, name: str, runs_dir: Path,
 
 
 def ablation_table(config: Config, name: str, runs_dir: Path) -> Table:
-    import statistics
-
     from .runner import sweep_point_runs
 
     ab = config.ablations[name]
@@ -185,7 +184,6 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
                            run.state if run else "not run", run.run_id if run else "-"])
     accs = [r[1] for r in table.rows if r[1] is not None]
     if [k for k, _ in sweep.axes] == ["seed"] and accs:
-        import statistics
         spread = f" ± {100 * statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
         mean = statistics.fmean(accs)
         table.notes.append(f"Over {len(accs)} seed(s): acc@best mean {100 * mean:.2f}%{spread}"

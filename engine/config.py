@@ -494,13 +494,10 @@ def load(path: str | Path) -> Config:
             expect=expect)
 
     for exp in experiments.values():
-        init = exp.settings.init
-        if init and not is_path(init) and init not in experiments:
-            fail_for(f"experiment.{exp.name}")("init")(
-                f'init = "{init}": no experiment named "{init}"{suggest(init, experiments)}')
-        if init == exp.name:
-            fail_for(f"experiment.{exp.name}")("init")(f'init = "{init}": an experiment '
-                                                       "cannot start from itself")
+        problem = _init_problem(exp.settings.init, exp.name, experiments,
+                                "an experiment cannot start from itself")
+        if problem:
+            fail_for(f"experiment.{exp.name}")("init")(problem)
     _check_cycles(experiments, fail_for)
 
     compares: dict[str, Compare] = {}
@@ -508,9 +505,7 @@ def load(path: str | Path) -> Config:
         ffor = fail_for(f"compare.{cname}")
         if not isinstance(table, dict):
             ffor(None)(f"compare.{cname} must be a table")
-        for key in table:
-            if key not in ("title", "kind", "experiments"):
-                ffor(key)(f"unknown key {key!r}{suggest(key, ['title', 'kind', 'experiments'])}")
+        _known_keys(table, ["title", "kind", "experiments"], ffor)
         kind = table.get("kind", "table")
         if kind not in COMPARE_KINDS:
             ffor("kind")(f"kind = {kind!r} is not one of {', '.join(COMPARE_KINDS)}")
@@ -530,10 +525,7 @@ def load(path: str | Path) -> Config:
         if sname in experiments:
             ffor(None)(f'sweep "{sname}" has the name of an experiment; runs are stored by '
                        "name, so give it another")
-        for key in table:
-            if key not in ("title", "group", "base", "axes", "plot"):
-                ffor(key)(f"unknown key {key!r}"
-                          f"{suggest(key, ['title', 'group', 'base', 'axes', 'plot'])}")
+        _known_keys(table, ["title", "group", "base", "axes", "plot"], ffor)
         bases = table.get("base")
         bases = [bases] if isinstance(bases, str) else bases
         if not isinstance(bases, list) or not bases:
@@ -563,14 +555,11 @@ def load(path: str | Path) -> Config:
     ablations: dict[str, Ablation] = {}
     for aname, table in data.get("ablation", {}).items():
         ffor = fail_for(f"ablation.{aname}")
-        allowed = ["title", "group", "base", "components", "mode", "seeds"]
         if not isinstance(table, dict):
             ffor(None)(f"ablation.{aname} must be a table")
         if aname in experiments or aname in sweeps:
             ffor(None)(f'ablation "{aname}" has the name of an experiment or sweep')
-        for key in table:
-            if key not in allowed:
-                ffor(key)(f"unknown key {key!r}{suggest(key, allowed)}")
+        _known_keys(table, ["title", "group", "base", "components", "mode", "seeds"], ffor)
         base = table.get("base")
         if base not in experiments:
             ffor("base")(f'base = {base!r}: no experiment named "{base}"'
@@ -610,10 +599,25 @@ def _check_points(plan, experiments: dict, fail) -> None:
             s = apply_overrides(experiments[base].settings, overrides)
         except ConfigError as exc:
             fail(f"point {label}: {exc.message}")
-        if s.init and not is_path(s.init) and (s.init not in experiments or s.init == base):
-            fail(f'point {label}: init = "{s.init}": '
-                 + ("the point's own base" if s.init == base else
-                    f'no experiment named "{s.init}"{suggest(s.init, experiments)}'))
+        problem = _init_problem(s.init, base, experiments, "the point's own base")
+        if problem:
+            fail(f"point {label}: {problem}")
+
+
+def _init_problem(init: str, own: str, experiments: dict, itself: str) -> str | None:
+    """What is wrong with `init` for a run of experiment `own`: a name that is no
+    experiment, or its own name (a path is checked when the run starts)."""
+    if init and init == own:
+        return f'init = "{init}": {itself}'
+    if init and not is_path(init) and init not in experiments:
+        return f'init = "{init}": no experiment named "{init}"{suggest(init, experiments)}'
+    return None
+
+
+def _known_keys(table: dict, allowed: list, ffor) -> None:
+    for key in table:
+        if key not in allowed:
+            ffor(key)(f"unknown key {key!r}{suggest(key, allowed)}")
 
 
 def _check_cycles(experiments: dict, fail_for) -> None:

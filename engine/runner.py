@@ -261,9 +261,11 @@ def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
     """Every point of a sweep or an ablation, one after another; a point already done
     with the same resolved settings is skipped. `overrides` apply on top of every point."""
     plan = config.plan(name)
-    points = [(label, base, point_overrides + list(overrides), resolve_settings(
-        config, base, point_overrides + list(overrides)))
-        for label, base, point_overrides in plan.points()]
+    points = []
+    for label, base, point_overrides in plan.points():
+        all_overrides = point_overrides + list(overrides)
+        points.append((label, base, all_overrides,
+                       resolve_settings(config, base, all_overrides)))
     # Points that start from an experiment's checkpoint (a rotation-pretrained base, an
     # ablation's "rotation" component) get that experiment run first when it has no
     # successful run, with the same command-line overrides, as `run --with-deps` does.
