@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rundir as rd
-from .config import Config, Experiment
+from .config import Config, ConfigError, Experiment
+from .settings import suggest
 
 # Column formats: how a raw cell value is shown (CSV keeps the raw value).
 PCT, DPCT, INT, SECS, RATE, TEXT = "pct", "dpct", "int", "secs", "rate", "text"
@@ -102,9 +103,8 @@ def table_names(config: Config) -> list[str]:
 def table_runs(config: Config, name: str, runs_dir: Path) -> list[tuple[str, Path]]:
     """(label, run directory) of the runs behind a table, for its curves."""
     if config.plan(name) is not None:
-        from .runner import sweep_point_runs
         out = []
-        for label, runs in sweep_point_runs(runs_dir, name).items():
+        for label, runs in rd.runs_by_point(runs_dir, name).items():
             done = [r for r in runs if r.raw_state == "done"]
             if done and (name in config.sweeps or label.endswith(" seed=0")):
                 out.append((label.replace(" seed=0", ""), done[0].path))
@@ -131,10 +131,8 @@ def curve(config: Config, name: str, runs_dir: Path,
 
 
 def ablation_table(config: Config, name: str, runs_dir: Path) -> Table:
-    from .runner import sweep_point_runs
-
     ab = config.ablations[name]
-    by_point = sweep_point_runs(runs_dir, name)
+    by_point = rd.runs_by_point(runs_dir, name)
     stats = []
     for label, _ in ab.configs():
         accs, walls = [], []
@@ -166,10 +164,8 @@ def ablation_table(config: Config, name: str, runs_dir: Path) -> Table:
 
 
 def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
-    from .runner import sweep_point_runs
-
     sweep = config.sweeps[name]
-    by_point = sweep_point_runs(runs_dir, name)
+    by_point = rd.runs_by_point(runs_dir, name)
     table = Table(sweep.title, [("Point", TEXT), ("Acc@best", PCT), ("Final acc", PCT),
                                 ("Best ep.", INT), ("Epochs", INT), ("Train time", SECS),
                                 ("img/s", RATE), ("GPU MiB", RATE), ("State", TEXT),
@@ -201,7 +197,6 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     if name in config.ablations:
         return ablation_table(config, name, runs_dir)
     if name not in config.compares:
-        from .config import ConfigError, suggest
         names = table_names(config)
         raise ConfigError(f"no comparison or sweep named {name!r}{suggest(name, names)}"
                           f" (declared: {', '.join(names) or 'none'})", str(config.path))
@@ -254,7 +249,7 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
         run = latest[e.name]
         s = (run.summary if run else None) or {}
         table.rows.append([
-            e.name, e.settings.init or "random", ",".join(e.settings.train_layers),
+            e.name, str(e.settings.init or "random"), ",".join(e.settings.train_layers),
             s.get("test_acc_at_best"), s.get("final_test_acc"), s.get("best_epoch"),
             s.get("epochs"), s.get("params_trainable"), s.get("wall_s"),
             s.get("median_images_per_s"), e.title])

@@ -20,11 +20,14 @@ import torch
 from . import rundir as rd
 from .analysis import RATE, TEXT, Table
 from .config import Settings
-from .data import Normalizer, TensorSplit, _cifar_batches_dir, load_dataset, rotate_batch
+from . import tasks
+from .data import load_dataset
 from .export import export_table
+from .optim import Ema
+from .sources import cifar_batches_dir
+from .splits import Normalizer, TensorSplit
+from .step import autocast_for, optimise, pick_device, prepare_batch, trainable_model
 from .throughput import sync, timed
-from .train import (Ema, autocast_for, images_per_step, optimise, pick_device, prepare_batch,
-                    trainable_model)
 
 MODES = ("model", "engine", "data", "conventional")
 LABELS = {"model": "model alone", "engine": "engine", "data": "engine data only",
@@ -80,9 +83,9 @@ def conventional_dataset(s: Settings, data, mean, std):
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     tf = T.Compose(steps)
     root = Path(s.data_dir)
-    if s.dataset == "cifar10" and _cifar_batches_dir(root) is not None and s.image_size == 32:
+    if s.dataset == "cifar10" and cifar_batches_dir(root) is not None and s.image_size == 32:
         try:
-            return (datasets.CIFAR10(str(_cifar_batches_dir(root).parent), train=True,
+            return (datasets.CIFAR10(str(cifar_batches_dir(root).parent), train=True,
                                      download=False, transform=tf), "torchvision CIFAR10")
         except RuntimeError:  # its checksums reject files that are not the release's own
             pass
@@ -100,8 +103,9 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     device = pick_device(s.device)
     cuda = device.type == "cuda"
     data = load_dataset(s).place(device, s.data_placement)
-    num_classes = 4 if s.task == "rotation" else len(data.classes)
-    per_step = images_per_step(s)
+    task = tasks.build(s)
+    num_classes = task.outputs(len(data.classes))
+    per_step = task.images_per_step(s.batch_size)
     autocast = autocast_for(device, s.amp)
     norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
     gen = torch.Generator(device=device).manual_seed(s.seed)
@@ -121,7 +125,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
     if cuda and s.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (per_step,), device=device)
-    record("model", *timed(lambda: optimise(model, opt, x, y, autocast, s.label_smoothing),
+    record("model", *timed(lambda: optimise(model, opt, x, y, autocast, task.loss),
                             device, warmup, steps))
     model = opt = x = y = None  # free the device memory before the next path
     release()
@@ -136,8 +140,8 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
 
     def engine_step():
         xb, yb = next(batches)
-        xb, yb = prepare_batch(xb, yb, s, gen)
-        optimise(model, opt, norm(xb), yb, autocast, s.label_smoothing)
+        xb, yb = prepare_batch(xb, yb, s, task, gen)
+        optimise(model, opt, norm(xb), yb, autocast, task.loss)
         if ema is not None:
             ema.update(model, next(count))
 
@@ -149,7 +153,7 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
 
     def data_step():
         xb, yb = next(batches)
-        xb, _ = prepare_batch(xb, yb, s, gen)
+        xb, _ = prepare_batch(xb, yb, s, task, gen)
         norm(xb)
 
     record("data", *timed(data_step, device, warmup, steps))
@@ -173,9 +177,8 @@ def bench_one(s: Settings, steps: int, warmup: int, workers: int,
         def conventional_step():
             xb, yb = next(it)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if s.task == "rotation":
-                xb, yb = rotate_batch(xb, s.rotation_mode, gen)
-            optimise(model, opt, xb, yb, fp32, s.label_smoothing)
+            xb, yb = task.train_views(xb, yb, gen)
+            optimise(model, opt, xb, yb, fp32, task.loss)
 
         record("conventional", *timed(conventional_step, device, warmup, steps),
                note=f"{workers} workers; {how}")

@@ -12,8 +12,9 @@ from pathlib import Path
 from . import rundir as rd
 from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table, table_names
 from .config import ConfigError, load
-from .runner import (RunError, cancel, launch_detached, launch_sweep_detached, resume_run,
-                     run_experiment, run_sweep)
+from .errors import RotundaError, RunError
+from .launch import cancel, launch_detached, launch_sweep_detached
+from .runner import resume_run, run_experiment, run_sweep
 
 
 def _config_path(arg: str | None) -> Path:
@@ -43,7 +44,7 @@ def cmd_list(args) -> int:
             runs = rd.list_runs(runs_dir, e.name)
             s = e.settings
             table.rows.append([group, e.name, s.task, s.model, s.dataset, str(s.epochs),
-                               s.init or "-", e.expect.value if e.expect else None,
+                               str(s.init or "-"), e.expect.value if e.expect else None,
                                f"{runs[0].state} {runs[0].run_id}" if runs else "-"])
     if config.compares:
         table.notes.append("comparisons: " + ", ".join(config.compares))
@@ -114,7 +115,6 @@ def cmd_bench(args) -> int:
     import json
 
     from .bench import run_bench
-    from .data import DataError
     from .runner import resolve_settings
 
     config = load(_config_path(args.config))
@@ -122,12 +122,8 @@ def cmd_bench(args) -> int:
     out_dir = Path(args.out) if args.out else config.root / "reports"
     steps, warmup = args.steps or (50 if _cuda() else 5), args.warmup or (10 if _cuda() else 2)
     workers = args.workers if args.workers >= 0 else min(8, os.cpu_count() or 1)
-    try:
-        results, table, paths = run_bench(settings, out_dir, steps, warmup, workers,
-                                          out_dir if args.profile else None)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    results, table, paths = run_bench(settings, out_dir, steps, warmup, workers,
+                                      out_dir if args.profile else None)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -350,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, RunError) as exc:
+    except RotundaError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -23,14 +23,14 @@ def export_table(table: Table, out_dir: Path, stem: str | None = None) -> list[P
     return paths
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def _save(fig, path: Path, title: str = "") -> Path:
+def save_figure(fig, path: Path, title: str = "") -> Path:
     """Write the figure atomically, then close it (pyplot keeps every open figure)."""
     import matplotlib.pyplot as plt
 
@@ -49,7 +49,7 @@ def _save(fig, path: Path, title: str = "") -> Path:
 
 def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path:
     """Loss, accuracy and learning rate per epoch; one line per run, train dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for label, run_dir in runs:
         epochs = [m for m in rd.read_jsonl(Path(run_dir) / rd.METRICS) if m.get("kind") == "epoch"]
@@ -70,12 +70,12 @@ def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
     """Accuracy against a swept setting, one line per base, on a log axis (few labels)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for base, pts in series.items():
         pts = sorted(pts)
@@ -91,12 +91,12 @@ def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
     if ax.lines:
         ax.legend()
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ablation(table, path: Path) -> Path:
     """Mean test accuracy per configuration with its spread over seeds, baseline on top."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in table.rows if r[1] is not None]
     fig, ax = plt.subplots(figsize=(7, 1 + 0.45 * max(1, len(rows))))
     y = list(range(len(rows)))[::-1]
@@ -107,7 +107,7 @@ def plot_ablation(table, path: Path) -> Path:
     ax.set_xlim(max(0, lo - 5), 100)
     ax.set_xlabel("mean test accuracy, % (bars: one standard deviation over seeds)")
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path, table.title)
+    return save_figure(fig, path, table.title)
 
 
 def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]:

@@ -10,19 +10,19 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from . import checkpoint, tasks
 from . import rundir as rd
-from .config import settings_from_dict
-from .data import Normalizer, load_dataset, resize_u8, stratified_subset
+from .data import load_dataset, stratified_subset
+from .errors import RunError
 from .models import build_model
-from .runner import RunError, read_run_meta
-
-ROTATIONS = ("0", "90", "180", "270")
+from .settings import settings_from_dict
+from .splits import Normalizer, resize_u8
 
 
 def predict_gallery(run_dir: Path, n: int = 20) -> list[tuple[np.ndarray, str, str]]:
     """(image HWC uint8, true label, predicted label) for n test images, two per class
     where possible, scored by the run's best checkpoint on the CPU."""
-    meta = read_run_meta(run_dir)
+    meta = rd.read_config(run_dir)
     if not meta.get("settings"):
         raise RunError(f"{run_dir} has no readable {rd.CONFIG}")
     best = Path(run_dir) / rd.CHECKPOINTS / "best.pt"
@@ -33,13 +33,9 @@ def predict_gallery(run_dir: Path, n: int = 20) -> list[tuple[np.ndarray, str, s
     labels = data.test.labels()
     idx = stratified_subset(labels, n)
     x, y = next(data.test.subset(idx).batches(len(idx), torch.device("cpu")))
-    names = data.classes
-    if s.task == "rotation":  # image i turned by i % 4 quarter turns
-        k = torch.arange(len(x)) % 4
-        x = torch.stack([torch.rot90(img, int(r), dims=(1, 2)) for img, r in zip(x, k)])
-        y, names = k, ROTATIONS
+    x, y, names = tasks.build(s).sample(x, y, data.classes)
     model = build_model(s.model, len(names), s.image_size, s.activation, s.dropout)
-    model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(checkpoint.read(best)["model"])
     model.eval()
     with torch.inference_mode():
         pred = model(Normalizer(data.mean, data.std, "cpu", False)(x)).argmax(1)
@@ -75,9 +71,9 @@ def terminal_grid(items, pixels: int = 16, per_row: int = 5) -> Group:
 
 
 def save_png(items, path: Path, title: str = "", per_row: int = 5) -> Path:
-    from .export import _pyplot, _save
+    from .export import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     rows = -(-len(items) // per_row)
     fig, axes = plt.subplots(rows, per_row, figsize=(2.2 * per_row, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
@@ -86,5 +82,5 @@ def save_png(items, path: Path, title: str = "", per_row: int = 5) -> Path:
         ax.imshow(img, interpolation="nearest")
         ax.set_title(f"true: {true}\npred: {pred}", fontsize=8,
                      color="green" if true == pred else "red")
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 

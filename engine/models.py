@@ -7,6 +7,9 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from .errors import InitError
+from .registry import MODELS
+
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -94,28 +97,43 @@ def _swap_activations(model: nn.Module, act) -> None:
             _swap_activations(child, act)
 
 
+def build_lenet(num_classes, image_size, act, dropout):
+    return LeNet(num_classes, image_size, act)
+
+
+def build_alexnet(num_classes, image_size, act, dropout):
+    return AlexNet(num_classes, act, dropout)
+
+
+def build_cifarnet(num_classes, image_size, act, dropout):
+    return CifarNet(num_classes, act)
+
+
+def build_resnet18(num_classes, image_size, act, dropout):
+    return tvm.resnet18(num_classes=num_classes)
+
+
+def build_resnet18_cifar(num_classes, image_size, act, dropout):
+    m = tvm.resnet18(num_classes=num_classes)  # 3x3 stem, no max-pool: keeps 32x32 detail
+    m.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    m.maxpool = nn.Identity()
+    return m
+
+
+def build_resnet50(num_classes, image_size, act, dropout):
+    return tvm.resnet50(num_classes=num_classes)
+
+
 def build_model(name: str, num_classes: int, image_size: int = 32, activation: str = "relu",
                 dropout: float = 0.5) -> nn.Module:
-    act = ACTIVATIONS[activation]
-    if name == "lenet":
-        return LeNet(num_classes, image_size, act)
-    if name == "alexnet":
-        return AlexNet(num_classes, act, dropout)
-    if name == "cifarnet":
-        return CifarNet(num_classes, act)
-    if name == "resnet18":
-        m = tvm.resnet18(num_classes=num_classes)
-    elif name == "resnet18_cifar":  # 3x3 stem, no max-pool: keeps 32x32 detail for CIFAR
-        m = tvm.resnet18(num_classes=num_classes)
-        m.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        m.maxpool = nn.Identity()
-    elif name == "resnet50":
-        m = tvm.resnet50(num_classes=num_classes)
-    else:
+    """The model registry.MODELS names, with `activation` in place of every ReLU."""
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}")
+    act = ACTIVATIONS[activation]
+    model = globals()[f"build_{name}"](num_classes, image_size, act, dropout)
     if activation != "relu":
-        _swap_activations(m, act)
-    return m
+        _swap_activations(model, act)
+    return model
 
 
 def _under(name: str, layers) -> bool:
@@ -144,11 +162,7 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-class InitError(Exception):
-    pass
-
-
-def load_init(model: nn.Module, path: Path) -> list[str]:
+def load_init(model: nn.Module, model_name: str, path: Path) -> list[str]:
     """Load an earlier run's weights; the head may differ (rotation's 4 classes against
     10) and is left freshly initialised. Returns the keys that were not loaded."""
     try:
@@ -168,8 +182,9 @@ def load_init(model: nn.Module, path: Path) -> list[str]:
             load[key] = src
         else:
             skipped.append(key)
-    if not load or any(not k.startswith("fc.") for k in skipped):
-        bad = [k for k in skipped if not k.startswith("fc.")][:3]
+    head = MODELS[model_name].head + "."
+    bad = [k for k in skipped if not k.startswith(head)][:3]
+    if not load or bad:
         raise InitError(f"{path} does not fit this model (mismatched: {', '.join(bad)}); "
                         "was it trained with another model?")
     model.load_state_dict(load, strict=False)

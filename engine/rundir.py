@@ -8,12 +8,17 @@ import json
 import math
 import os
 import secrets
-import socket
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 CONFIG = "config.toml"
 STATUS = "status.json"
@@ -133,41 +138,12 @@ class MetricsTail(FileTail):
         return out
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of a process: with the pid it names a process uniquely."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def process_alive(pid: int | None, start: str | None = None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if start is not None:
-        now = process_start_time(pid)
-        if now is not None and now != start:
-            return False  # the pid was reused by another process
-        if now is not None:
-            try:  # a zombie (killed, not yet reaped by its parent) is gone for us
-                with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        return False
-            except OSError:
-                pass
-    return True
-
-
-def hostname() -> str:
-    return socket.gethostname()
+def update_status(run_dir: Path, **fields) -> dict:
+    """Merge `fields` into status.json (atomically) and return the new status."""
+    status = read_json(Path(run_dir) / STATUS) or {}
+    status.update(fields)
+    atomic_write_json(Path(run_dir) / STATUS, status)
+    return status
 
 
 @dataclass
@@ -186,10 +162,12 @@ class Run:
 
     @property
     def state(self) -> str:
-        """The recorded state, or "lost" when a live run's process is gone."""
+        """The recorded state, or "lost" when the executor that ran a live run says its
+        job is gone."""
         state = self.raw_state
-        if state in LIVE_STATES and self.status.get("host") == hostname():
-            if not process_alive(self.status.get("pid"), self.status.get("pid_start")):
+        if state in LIVE_STATES:
+            from .launch import is_alive  # launch reads run directories: import late
+            if is_alive(self.status) is False:
                 return "lost"
         return state
 
@@ -239,6 +217,24 @@ def list_runs(runs_dir: Path, experiment: str | None = None) -> list[Run]:
     return out
 
 
+def read_config(run_dir: Path) -> dict:
+    """config.toml's [run] table with its [settings] table under "settings"; {} if
+    absent or unreadable."""
+    try:
+        data = tomllib.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    return {**data.get("run", {}), "settings": data.get("settings", {})}
+
+
+def runs_by_point(runs_dir: Path, plan: str) -> dict[str, list[Run]]:
+    """A sweep's or ablation's runs by point label, newest first."""
+    out: dict[str, list[Run]] = {}
+    for run in list_runs(runs_dir, plan):
+        out.setdefault(read_config(run.path).get("point"), []).append(run)
+    return out
+
+
 def latest_done(runs_dir: Path, experiment: str) -> Run | None:
     for run in list_runs(runs_dir, experiment):
         if run.raw_state == "done":
@@ -267,6 +263,10 @@ def toml_value(v: Any) -> str:
         return json.dumps(v)  # a JSON string is a valid TOML basic string
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    if hasattr(v, "to_toml"):  # a starting point (settings.Init)
+        return toml_value(v.to_toml())
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

@@ -11,10 +11,12 @@ import torch
 
 from . import rundir as rd
 from .analysis import INT, RATE, TEXT, Table
-from .config import Settings
-from .export import _pyplot, _save, export_table
+from . import tasks
+from .data import num_classes
+from .export import export_table, pyplot, save_figure
 from .models import build_model
-from .train import autocast_for, optimise, pick_device
+from .settings import Settings
+from .step import autocast_for, optimise, pick_device
 
 CPU_CAP = 64
 
@@ -51,7 +53,8 @@ def measure(model, batch: int, image_size: int, num_classes: int, device: torch.
     y = torch.randint(0, num_classes, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     autocast = autocast_for(device, amp)
-    dt, peak = timed(lambda: optimise(model, opt, x, y, autocast), device, warmup, steps)
+    loss = torch.nn.functional.cross_entropy
+    dt, peak = timed(lambda: optimise(model, opt, x, y, autocast, loss), device, warmup, steps)
     return {"batch": batch, "images_per_s": batch * steps / dt, "step_ms": 1000 * dt / steps,
             "peak_mb": peak, "note": ""}
 
@@ -92,10 +95,10 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
     device = pick_device(s.device)
     cuda = device.type == "cuda"
     cap = max_batch or (1 << 20 if cuda else CPU_CAP)
-    num_classes = 4 if s.task == "rotation" else 10
+    outputs = tasks.build(s).outputs(num_classes(s))
     rows, largest, why = sweep_batches(
-        lambda: build_model(s.model, num_classes, s.image_size, s.activation, s.dropout),
-        s.image_size, num_classes, device, cap, steps, warmup, s.amp, s.channels_last)
+        lambda: build_model(s.model, outputs, s.image_size, s.activation, s.dropout),
+        s.image_size, outputs, device, cap, steps, warmup, s.amp, s.channels_last)
     gpu = torch.cuda.get_device_name(device) if cuda else "CPU"
     table = Table(f"Throughput of {s.model} at {s.image_size}px on {gpu}",
                   [("Batch", INT), ("images/s", RATE), ("step ms", RATE), ("peak MiB", RATE),
@@ -112,7 +115,7 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
     paths.append(Path(out_dir) / f"{stem}.json")
     ok = [r for r in rows if r["images_per_s"]]
     if ok:
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([r["batch"] for r in ok], [r["images_per_s"] for r in ok], marker="o")
         ax.set_xscale("log", base=2)
@@ -120,5 +123,5 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
         ax.set_ylabel("training images/s")
         ax.set_title(table.title)
         ax.grid(alpha=0.3)
-        paths.append(_save(fig, Path(out_dir) / f"{stem}.png"))
+        paths.append(save_figure(fig, Path(out_dir) / f"{stem}.png"))
     return table, paths

@@ -7,8 +7,9 @@ from test_data_models import _write_cifar, _write_folder
 
 from conftest import TINY, engine
 from engine.bench import conventional_dataset
-from engine.config import Settings
-from engine.data import Normalizer, load_dataset
+from engine.data import load_dataset
+from engine.settings import Settings
+from engine.splits import Normalizer
 
 
 def test_bench_measures_three_paths_and_writes_table_and_json(tmp_path):

@@ -2,7 +2,8 @@
 import pytest
 
 from conftest import ROOT, engine
-from engine.config import ConfigError, Settings, apply_overrides, dependency_chain, load
+from engine.config import ConfigError, dependency_chain, load
+from engine.settings import Settings, apply_overrides
 
 BAD = {
     "syntax": ('[defaults]\nepochs = = 3\n', r"experiments.toml:2: syntax error"),

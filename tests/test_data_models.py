@@ -6,10 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.config import Settings
-from engine.data import (DataError, crop_flip, load_cifar10, load_dataset, load_imagefolder,
-                         rotate_batch, stratified_subset, synthetic)
+from engine.augment import crop_flip
+from engine.data import load_dataset, stratified_subset, synthetic
+from engine.errors import DataError, InitError
 from engine.models import build_model, count_params, freeze_except, load_init, train_mode
+from engine.settings import Settings
+from engine.sources import load_cifar10, load_imagefolder
+from engine.tasks.rotation import rotate_batch
 
 
 def test_rotation_labels_unrotate_to_the_original():
@@ -146,11 +149,11 @@ def test_init_loads_backbone_and_leaves_a_new_head(tmp_path):
     src = build_model("resnet18", 4)
     torch.save({"model": src.state_dict(), "epoch": 3}, tmp_path / "best.pt")
     dst = build_model("resnet18", 10)
-    skipped = load_init(dst, tmp_path / "best.pt")
+    skipped = load_init(dst, "resnet18", tmp_path / "best.pt")
     assert skipped == ["fc.weight", "fc.bias"]
     assert torch.equal(dst.layer3[1].conv2.weight, src.layer3[1].conv2.weight)
     assert torch.equal(dst.bn1.running_var, src.bn1.running_var)
     assert dst.fc.weight.shape == (10, 512)
     other = build_model("resnet18_cifar", 10)
-    with pytest.raises(Exception, match="does not fit this model"):
-        load_init(other, tmp_path / "best.pt")
+    with pytest.raises(InitError, match="does not fit this model"):
+        load_init(other, "resnet18_cifar", tmp_path / "best.pt")

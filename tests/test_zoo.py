@@ -167,7 +167,8 @@ def _write_h5(path, n_train=48, n_val=24, n_test=13, size=12, hwc=False):
 def test_hdf5_reads_in_chunks_and_covers_every_image_once(tmp_path, hwc):
     import h5py
 
-    from engine.data import HDF5Split, load_hdf5
+    from engine.sources import load_hdf5
+    from engine.splits import HDF5Split
 
     path = _write_h5(tmp_path / "medium.hdf5", hwc=hwc)
     data = load_hdf5(path, 12)
@@ -210,7 +211,7 @@ def test_hdf5_run_writes_submission_for_the_unlabelled_split(tmp_path):
 
 
 def test_cutout_zeroes_one_patch_per_image():
-    from engine.data import cutout
+    from engine.augment import cutout
 
     x = torch.full((16, 3, 12, 12), 200, dtype=torch.uint8)
     out = cutout(x, 4, torch.Generator().manual_seed(0))

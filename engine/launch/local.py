@@ -1,0 +1,152 @@
+"""The local executor: each run is a detached process on this machine, and a queue
+without a daemon (flock slots, released by the kernel when a process dies however it dies)
+decides when it starts. No torch."""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import rundir as rd
+from ..errors import RunError
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process: with the pid it names a process uniquely."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int | None, start: str | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start is None:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc: the pid answering is all we can know
+    # a reused pid is another process; a zombie (killed, not yet reaped) is gone for us
+    return fields[19] == start and fields[0] != "Z"
+
+
+def gpu_indices() -> list[str]:
+    """GPUs this process may use, read without initialising CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v for v in visible.split(",") if v.strip()]
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no NVIDIA driver, no library: no GPUs
+        return []
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self):
+        self._slot = None  # the open lock file: the slot is ours until this process ends
+
+    def submit(self, argv: list[str], runs_dir: Path, cwd: Path, tag: str) -> Path:
+        """`python -m engine ARGV` in its own process session, so that it outlives the
+        caller and an SSH hang-up; its output goes to runs/.launch/TAG.txt, never to our
+        pipes."""
+        launch_dir = Path(runs_dir) / ".launch"
+        launch_dir.mkdir(parents=True, exist_ok=True)
+        out = launch_dir / f"{tag}.txt"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["ROTUNDA_EXECUTOR"] = self.name
+        project_root = str(Path(__file__).resolve().parent.parent.parent)
+        env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
+        with open(out, "wb") as f:
+            subprocess.Popen([sys.executable, "-m", "engine", *argv], stdin=subprocess.DEVNULL,
+                             stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                             cwd=str(cwd), env=env)
+        return out
+
+    def identity(self) -> dict:
+        pid = os.getpid()
+        return {"executor": self.name, "job_id": str(pid), "host": hostname(), "pid": pid,
+                "pid_start": process_start_time(pid)}
+
+    def alive(self, status: dict) -> bool | None:
+        if status.get("host") != hostname():
+            return None
+        return process_alive(status.get("pid"), status.get("pid_start"))
+
+    def cancel(self, status: dict) -> str:
+        if status.get("host") != hostname():
+            raise RunError(f"the run is on {status.get('host')}, not on this host: cancel it "
+                           "there")
+        os.kill(int(status["pid"]), signal.SIGTERM)
+        return f"sent SIGTERM to pid {status['pid']}"
+
+    def wait_for_slot(self, slots: dict, runs_dir: Path, run_dir: Path, device: str,
+                      on_wait=None) -> str:
+        """Queued runs start oldest first, at most slots["per_gpu"] per GPU
+        (slots["cpu"] without one). A GPU slot pins the run to that GPU through
+        CUDA_VISIBLE_DEVICES."""
+        gpus = [] if device == "cpu" else gpu_indices()
+        kind = "gpu" if gpus else "cpu"
+        names = ([f"{g}-{i}" for i in range(slots["per_gpu"]) for g in gpus] if gpus
+                 else [f"cpu-{i}" for i in range(slots["cpu"])])
+        lock_dir = Path(runs_dir) / ".slots"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        rd.update_status(run_dir, waiting_for=kind)
+        told = False
+        while True:
+            mine = (rd.read_json(run_dir / rd.STATUS) or {}).get("queued_at", 0)
+            ahead = [r for r in rd.list_runs(runs_dir)
+                     if r.raw_state == "queued" and r.path != run_dir
+                     and (r.status.get("queued_at", 0), r.run_id) < (mine, run_dir.name)
+                     and r.status.get("waiting_for") == kind and r.state == "queued"]
+            if not ahead:
+                for name in names:
+                    f = open(lock_dir / f"{name}.lock", "a+")
+                    try:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:
+                        f.close()
+                        continue
+                    self._slot = f
+                    dev = name.rsplit("-", 1)[0]
+                    if dev != "cpu":
+                        os.environ["CUDA_VISIBLE_DEVICES"] = dev
+                    return dev
+            if on_wait and not told:
+                on_wait(len(ahead))
+                told = True
+            time.sleep(0.5)
+
+    def release_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
+
+
+EXECUTOR = LocalExecutor()

@@ -1,0 +1,73 @@
+"""The Task: what a training objective decides, and nothing else. The training loop,
+the benchmark, the throughput sweep and the gallery ask the run's task instead of testing
+its name.
+
+A task says how big the model's head is, how a (uint8, augmented) batch becomes the
+model's inputs and targets for training and for evaluation, the loss, which epoch metric
+picks the "best" checkpoint, and what the summary reports.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class Task:
+    # The epoch record key that picks the best checkpoint, and whether lower is better.
+    best_metric = "test_loss"
+    lower_is_better = True
+    best_means = "lowest test loss"  # for logs and tables
+
+    def __init__(self, settings):
+        self.s = settings
+
+    def outputs(self, num_classes: int) -> int:
+        """The size of the model's head for a dataset of `num_classes` classes."""
+        return num_classes
+
+    def class_names(self, classes: tuple) -> tuple:
+        """Names of the head's outputs (summary, gallery)."""
+        return tuple(classes)
+
+    def images_per_step(self, batch_size: int) -> int:
+        """Model inputs per training step for `batch_size` source images."""
+        return batch_size
+
+    def train_views(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+        """Inputs and targets for one training step from an augmented batch."""
+        return x, y
+
+    def eval_views(self, x: torch.Tensor, y: torch.Tensor | None):
+        """Inputs and targets for evaluation (y None: an unlabelled split)."""
+        return x, y
+
+    def prediction_order(self, pred: torch.Tensor) -> torch.Tensor:
+        """Predictions of one eval batch in the order of predictions.csv's ids."""
+        return pred
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.float(), y, label_smoothing=self.s.label_smoothing)
+
+    def sample(self, x: torch.Tensor, y: torch.Tensor, classes: tuple):
+        """(images, targets, target names) to show a person: the gallery."""
+        return x, y, self.class_names(classes)
+
+    def better(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < best if self.lower_is_better else value > best
+
+    def summary(self, epochs: list[dict]) -> dict:
+        """What the run's summary reports about its epochs."""
+        best = next(m for m in epochs if m["epoch"] == self.best_epoch(epochs))
+        return {"best_epoch": best["epoch"], "best_test_loss": best["test_loss"],
+                "test_acc_at_best": best["test_acc"], "final_test_acc": epochs[-1]["test_acc"],
+                "best_test_acc": max(m["test_acc"] for m in epochs),
+                "final_train_acc": epochs[-1]["train_acc"]}
+
+    def best_epoch(self, epochs: list[dict]) -> int:
+        best = None
+        for m in epochs:
+            if best is None or self.better(m[self.best_metric], best[self.best_metric]):
+                best = m
+        return best["epoch"]

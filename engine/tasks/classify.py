@@ -1,0 +1,9 @@
+"""Supervised classification: the dataset's labels are the targets."""
+from .base import Task
+
+
+class Classify(Task):
+    pass
+
+
+TASK_CLASS = Classify
