@@ -7,7 +7,10 @@ import pytest
 from conftest import TINY, engine
 from engine import rundir as rd
 from engine.analysis import PCT, SECS, fmt
-from tui.app import Confirm, RotundaApp
+from tui.app import RotundaApp
+from tui.screens import Confirm
+from tui.views import CompareView
+from tui.views.base import selected_key
 
 # Two epochs keep the app tests short; everything else is the tiny config.
 FAST = TINY.replace("epochs = 4", "epochs = 2")
@@ -32,10 +35,17 @@ async def wait_until(pilot, pred, timeout=180.0):
 async def select_experiment(pilot, app, name):
     table = app.query_one("#exp-table")
     for _ in range(table.row_count):
-        if app.selected_key(table) == name:
+        if selected_key(table) == name:
             return
         await pilot.press("down")
     raise AssertionError(f"{name} not in the experiments table")
+
+
+async def wait_compare(pilot, app, name):
+    """The comparison is selected at once; its table comes from the watcher's thread."""
+    compare = app.query_one(CompareView)
+    assert compare.selected() == name
+    await wait_until(pilot, lambda: compare.shown is not None and compare.shown.name == name, 20)
 
 
 def cell_texts(table, key):
@@ -43,7 +53,7 @@ def cell_texts(table, key):
 
 
 def runs_of(app, exp):
-    return [r for r in app.rows if r.experiment == exp]
+    return [r for r in app.snapshot.rows if r.experiment == exp]
 
 
 async def test_launch_watch_done_and_compare(fast_config):
@@ -65,13 +75,14 @@ async def test_launch_watch_done_and_compare(fast_config):
         await wait_until(pilot, lambda: app.query_one("#run-log").line_count > 3)
         assert "done: test acc" in "\n".join(app.query_one("#run-log").lines)
         await pilot.press("4", "right_square_bracket")  # the side-by-side comparison
-        assert app.selected_compare() == "side"
+        await wait_compare(pilot, app, "side")
         table = app.query_one("#compare-table")
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         scratch = next(r for r in rows if r[0] == "scratch")
         assert scratch[3] == fmt(summary["test_acc_at_best"], PCT)
-        await pilot.press("e")  # export the visible table
-        await pilot.pause(0.5)
+        await pilot.press("e")  # export the visible table (in a worker thread)
+        await wait_until(pilot, lambda: (fast_config.parent / "reports" / "side.csv").exists(),
+                         20)
         assert (fast_config.parent / "reports" / "side.md").exists()
         assert (fast_config.parent / "reports" / "side.csv").read_text().startswith("Experiment,")
 
@@ -97,9 +108,10 @@ async def test_runs_survive_the_app_and_it_reattaches(fast_config):
     assert states == {"rot": "done", "ft": "done"}
     app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: len(app.rows) == 2)
-        assert [r.state for r in app.rows] == ["done", "done"]
+        await wait_until(pilot, lambda: len(app.snapshot.rows) == 2)
+        assert [r.state for r in app.snapshot.rows] == ["done", "done"]
         await pilot.press("4")  # the summary now has measured figures for rot and ft
+        await wait_compare(pilot, app, "summary")
         table = app.query_one("#compare-table")
         head = [str(c.label) for c in table.columns.values()]
         rows = {str(table.get_row_at(i)[0]): dict(zip(head, map(str, table.get_row_at(i))))
@@ -150,6 +162,6 @@ async def test_bad_experiments_file_shows_the_cli_line(tmp_path):
         # fixing the file reloads it
         await pilot.press("escape")
         cfg.write_text(FAST)
-        await wait_until(pilot, lambda: app.lab.error is None, 10)
+        await wait_until(pilot, lambda: app.snapshot.config_error is None, 10)
         await pilot.press("1")
         assert app.query_one("#exp-table").row_count == 5  # a group row and four experiments

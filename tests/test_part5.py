@@ -120,8 +120,9 @@ async def test_tiny_ablation_from_the_app_end_to_end_with_rotation_pretraining(t
 
     from conftest import engine
     from engine import rundir as rd
-    from test_app import select_experiment, wait_until
+    from test_app import select_experiment, wait_compare, wait_until
     from tui.app import RotundaApp
+    from tui.views import CompareView
 
     path = tmp_path / "experiments.toml"
     path.write_text(MINI)
@@ -137,8 +138,9 @@ async def test_tiny_ablation_from_the_app_end_to_end_with_rotation_pretraining(t
             return len(points) == 6 and all(r.state in ("done", "failed") for r in points)
         await wait_until(pilot, finished, timeout=240)
         await pilot.press("4")
-        while app.selected_compare() != "mini":
+        while app.query_one(CompareView).selected() != "mini":
             await pilot.press("right_square_bracket")
+        await wait_compare(pilot, app, "mini")
         plot = app.query_one("#compare-plot")
         await pilot.pause(0.3)
         assert plot.display
@@ -176,7 +178,9 @@ async def test_few_labels_sweep_pretrains_first_and_plots_in_terminal_and_png(tm
     from engine import rundir as rd
     from engine.analysis import curve
     from engine.config import load, tomllib
+    from test_app import wait_compare
     from tui.app import RotundaApp
+    from tui.views import CompareView
 
     path = tmp_path / "experiments.toml"
     path.write_text(FEW)
@@ -197,8 +201,9 @@ async def test_few_labels_sweep_pretrains_first_and_plots_in_terminal_and_png(tm
     app = RotundaApp(path, gpu=False, poll_s=0.2)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("4")
-        while app.selected_compare() != "few":
+        while app.query_one(CompareView).selected() != "few":
             await pilot.press("right_square_bracket")
+        await wait_compare(pilot, app, "few")
         await pilot.pause(0.3)
         plot = app.query_one("#compare-plot")
         drawn = str(plot.render())

@@ -62,7 +62,7 @@ def test_main_views(snap_compare, fixed_lab, view, size):
     async def settle(pilot):
         app.sub_title = "experiments.toml"  # not the test's temporary path
         for _ in range(50):
-            if len(app.rows) == 3:
+            if len(app.snapshot.rows) == 3:
                 break
             await pilot.pause(0.1)
         for key in VIEWS[view]:

@@ -1,100 +1,64 @@
-"""What the app shows, as plain Python: testable without Textual, and free of torch.
+"""The app's eyes, as plain Python: testable without Textual, and free of torch.
 
-The app's worker thread calls `Watcher.poll()` a few times a second; the screens only
-render what it returns.
+The app's worker thread calls `Watcher.poll()` a few times a second and posts the frozen
+Snapshot it returns; every file the app shows is read here, never on the event loop. The
+UI thread only tells the watcher what is selected (select_run, select_compare,
+ask_reload), under a lock.
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from engine import rundir as rd
-from engine.analysis import run_progress
-from engine.config import Config, ConfigError, load
+from engine.analysis import compare_table, curve, run_progress, table_names
+
+from .gpu import GpuMonitor
+from .lab import Lab
+from .snapshot import CompareData, Curve, RunRow, Series, Snapshot
+
+MAX_POINTS = 400  # step series are averaged down to this many points for the plots
 
 
-class Lab:
-    """The experiments file (or the one-line reason it cannot be used) and the runs folder."""
-
-    def __init__(self, config_path: str | Path, runs_dir: str | Path | None = None):
-        self.config_path = Path(config_path)
-        self._runs_override = Path(runs_dir).resolve() if runs_dir else None
-        self.config: Config | None = None
-        self.error: str | None = None
-        self.mtime: float | None = None
-        self.reload()
-
-    def reload(self) -> None:
-        try:
-            self.mtime = self.config_path.stat().st_mtime
-        except OSError:
-            self.mtime = None
-        try:
-            self.config, self.error = load(self.config_path), None
-        except ConfigError as exc:
-            self.config, self.error = None, str(exc)
-
-    def changed_on_disk(self) -> bool:
-        try:
-            return self.config_path.stat().st_mtime != self.mtime
-        except OSError:
-            return self.mtime is not None
-
-    @property
-    def runs_dir(self) -> Path:
-        if self._runs_override:
-            return self._runs_override
-        if self.config:
-            return self.config.runs_dir()
-        return (self.config_path.parent / "runs").resolve()
-
-    def dependency_state(self, name: str, runs: list[rd.Run]) -> tuple[str | None, str]:
-        """(the experiment `name` starts from, its state: done|running|queued|missing)."""
-        exp = self.config.experiments[name]
-        dep = exp.needs
-        if not dep:
-            return None, ""
-        mine = [r for r in runs if r.experiment == dep]
-        if any(r.raw_state == "done" for r in mine):
-            return dep, "done"
-        for r in mine:
-            if r.state in rd.LIVE_STATES:
-                return dep, r.state
-        return dep, "missing"
+def downsample(xs: list, ys: list, max_points: int = MAX_POINTS) -> tuple[tuple, tuple]:
+    """Bucket means: 10,000 steps become max_points points that keep the curve's shape."""
+    n = len(xs)
+    if n <= max_points:
+        return tuple(xs), tuple(ys)
+    out_x, out_y = [], []
+    for b in range(max_points):
+        lo, hi = b * n // max_points, (b + 1) * n // max_points
+        out_x.append(sum(xs[lo:hi]) / (hi - lo))
+        out_y.append(sum(ys[lo:hi]) / (hi - lo))
+    return tuple(out_x), tuple(out_y)
 
 
-@dataclass
-class RunRow:
-    key: str
-    state: str
-    experiment: str
-    run_id: str
-    epoch: int
-    epochs: int
-    best_acc: float | None
-    images_per_s: float | None
-    elapsed: float | None
-    eta: float | None
-    error: str | None
+class SeriesBuffer:
+    """One run's metrics, read incrementally from metrics.jsonl. Lives in the watcher's
+    thread; `frozen()` hands out an immutable copy, made again only after new lines."""
 
+    def __init__(self, key: str):
+        self.key = key
+        self.tail = rd.MetricsTail(Path(key) / rd.METRICS)
+        self.epochs: list[dict] = []
+        self.step_x: list = []
+        self.step_loss: list = []
+        self.step_lr: list = []
+        self.version = 0
+        self._frozen: Series | None = None
 
-@dataclass
-class Series:
-    """One run's metrics, read incrementally from metrics.jsonl."""
-
-    epochs: list = field(default_factory=list)
-    step_x: list = field(default_factory=list)
-    step_loss: list = field(default_factory=list)
-    step_lr: list = field(default_factory=list)
-    version: int = 0
+    def read(self) -> None:
+        self.add(self.tail.read_new())
 
     def add(self, records: list[dict]) -> None:
         for m in records:
-            if m.get("kind") == "epoch":
+            if m.get("kind") == "epoch" and isinstance(m.get("epoch"), int):
+                # a resume (or a file read again from its start) replaces later epochs
                 self.epochs = [e for e in self.epochs if e["epoch"] < m["epoch"]] + [m]
-            elif m.get("kind") == "step" and m.get("loss") is not None:
+            elif m.get("kind") == "step" and m.get("loss") is not None \
+                    and isinstance(m.get("step"), int):
                 if self.step_x and m["step"] <= self.step_x[-1]:  # a resume re-ran steps
                     cut = next(i for i, s in enumerate(self.step_x) if s >= m["step"])
                     del self.step_x[cut:], self.step_loss[cut:], self.step_lr[cut:]
@@ -104,112 +68,133 @@ class Series:
         if records:
             self.version += 1
 
-
-def downsample(xs: list, ys: list, max_points: int = 400) -> tuple[list, list]:
-    """Bucket means: 10,000 steps become max_points points that keep the curve's shape."""
-    n = len(xs)
-    if n <= max_points:
-        return list(xs), list(ys)
-    out_x, out_y = [], []
-    for b in range(max_points):
-        lo, hi = b * n // max_points, (b + 1) * n // max_points
-        out_x.append(sum(xs[lo:hi]) / (hi - lo))
-        out_y.append(sum(ys[lo:hi]) / (hi - lo))
-    return out_x, out_y
+    def frozen(self) -> Series:
+        if self._frozen is None or self._frozen.version != self.version:
+            x, loss = downsample(self.step_x, self.step_loss)
+            _, lr = downsample(self.step_x, [v or 0.0 for v in self.step_lr])
+            self._frozen = Series(self.key, self.version,
+                                  tuple(MappingProxyType(dict(m)) for m in self.epochs),
+                                  x, loss, lr)
+        return self._frozen
 
 
-@dataclass
-class Snapshot:
-    rows: list
-    runs_changed: bool
-    series: dict  # key -> Series (only those whose version moved)
-    log_lines: list
-    log_gen: int  # which select_log() the lines belong to
-    gpus: list | None
-    gpu_error: str | None
+def run_row(run: rd.Run, epochs: list[dict], now: float) -> RunRow:
+    p = run_progress(run, epochs, now)
+    summary = MappingProxyType(dict(run.summary)) if run.summary else None
+    return RunRow(str(run.path), run.state, run.raw_state, run.experiment, run.run_id,
+                  run.epoch, run.epochs, p["best_acc"], p["images_per_s"], p["elapsed"],
+                  p["eta"], run.status.get("error"), summary)
 
 
-class GpuMonitor:
-    """Each NVIDIA GPU's memory and utilisation via NVML; says why when there is none."""
-
-    def __init__(self, enabled: bool = True):
-        self.handles, self.error = [], None
-        if not enabled:
-            self.error = "GPU readings off"
-            return
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
-                            for i in range(pynvml.nvmlDeviceGetCount())]
-            if not self.handles:
-                self.error = "no NVIDIA GPU on this machine"
-        except Exception as exc:  # no driver or no library: the app works without GPUs
-            self.error = f"no NVIDIA GPU ({type(exc).__name__})"
-
-    def read(self) -> list[dict]:
-        out = []
-        for i, h in enumerate(self.handles):
-            try:
-                mem = self._nvml.nvmlDeviceGetMemoryInfo(h)
-                util = self._nvml.nvmlDeviceGetUtilizationRates(h).gpu
-                name = self._nvml.nvmlDeviceGetName(h)
-                name = name.decode() if isinstance(name, bytes) else name
-                out.append({"index": i, "name": name, "used_mb": mem.used / 2**20,
-                            "total_mb": mem.total / 2**20, "util": util})
-            except Exception as exc:
-                out.append({"index": i, "name": f"error: {exc}", "used_mb": 0, "total_mb": 0,
-                            "util": 0})
-        return out
+def compare_data(config, name: str, runs_dir) -> CompareData:
+    """Reads every run behind comparison `name`: the table, and an ablation's bars or a
+    plotted sweep's curve."""
+    t = compare_table(config, name, runs_dir)
+    got = curve(config, name, runs_dir, t)
+    bars = ()
+    if name in config.ablations:
+        bars = tuple((row[0], row[1]) for row in t.rows if row[1] is not None)
+    lines = Curve(got[0], tuple((b, tuple(pts)) for b, pts in got[1].items())) if got else None
+    return CompareData(name, t.title, tuple(c for c, _ in t.columns),
+                       tuple(tuple(r) for r in t.formatted()), tuple(t.notes), bars, lines)
 
 
 class Watcher:
-    """Reads the runs folder: states, progress, new metric lines and the selected log."""
+    """Reads the lab: the experiments file, run states and progress, new metric lines and
+    log lines of the selected run, the selected comparison, the GPUs."""
 
     def __init__(self, lab: Lab, gpu: GpuMonitor):
         self.lab, self.gpu = lab, gpu
-        self.tails: dict[str, rd.MetricsTail] = {}
-        self.series: dict[str, Series] = {}
-        self.sent_versions: dict[str, int] = {}
-        self.last_rows: list = []
-        self.runs: list[rd.Run] = []
-        self.log_gen = 0
-        self.log_tail: rd.FileTail | None = None
-        self.lock = threading.Lock()
+        self.buffers: dict[str, SeriesBuffer] = {}
+        self._last_rows: tuple = ()
+        self._compare: CompareData | None = None
+        self._compare_config = None  # the Config that _compare was computed from
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards what the UI thread sets below
+        self._selected: str | None = None
+        self._log_gen = 0
+        self._log_tail: rd.FileTail | None = None
+        self._want_compare: str | None = None
+        self._reload = False
 
-    def select_log(self, key: str | None) -> int:
-        """Follow another run's log from its start; returns the generation that its lines
-        will carry, so that lines read for an earlier selection are never shown."""
-        with self.lock:
-            self.log_gen += 1
-            self.log_tail = rd.FileTail(Path(key) / rd.LOG) if key else None
-            return self.log_gen
+    # ------------------------------------------------------------ called by the UI thread
+    def select_run(self, key: str | None) -> int:
+        """Follow another run's log from its start and send its series; returns the
+        generation that its lines will carry, so that lines read for an earlier selection
+        are never shown."""
+        with self._lock:
+            self._selected = key
+            self._log_gen += 1
+            self._log_tail = rd.FileTail(Path(key) / rd.LOG) if key else None
+            gen = self._log_gen
+        self._wake.set()
+        return gen
+
+    def select_compare(self, name: str | None) -> None:
+        with self._lock:
+            self._want_compare = name
+        self._wake.set()
+
+    def ask_reload(self) -> None:
+        with self._lock:
+            self._reload = True
+        self._wake.set()
+
+    # ------------------------------------------------------------ the watcher's thread
+    def wait(self, seconds: float) -> None:
+        """Sleep until the next poll is due, or until the UI asks for something."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def first(self) -> Snapshot:
+        """The experiments file alone: the app shows it before the runs are read."""
+        self.lab.refresh()
+        return Snapshot(config=self.lab.config, config_error=self.lab.error,
+                        config_version=self.lab.version, runs_dir=self.lab.runs_dir)
 
     def poll(self, now: float | None = None) -> Snapshot:
         now = now or time.time()
-        runs = rd.list_runs(self.lab.runs_dir)
-        self.runs = runs
-        rows, moved = [], {}
-        for run in runs:
-            key = str(run.path)
-            if key not in self.tails:
-                self.tails[key] = rd.MetricsTail(run.path / rd.METRICS)
-                self.series[key] = Series()
-            series = self.series[key]
-            series.add(self.tails[key].read_new())
-            if self.sent_versions.get(key) != series.version:
-                self.sent_versions[key] = series.version
-                moved[key] = series
-            p = run_progress(run, series.epochs, now)
-            rows.append(RunRow(key, run.state, run.experiment, run.run_id, run.epoch, run.epochs,
-                               p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"],
-                               run.status.get("error")))
+        with self._lock:
+            force, self._reload = self._reload, False
+        self.lab.refresh(force)
+        runs_dir = self.lab.runs_dir
+        rows = self._read_runs(runs_dir, now)
         changed = [(r.key, r.state, r.epoch) for r in rows] != \
-            [(r.key, r.state, r.epoch) for r in self.last_rows]
-        self.last_rows = rows
-        with self.lock:
-            gen, tail = self.log_gen, self.log_tail
-            lines = [b.decode("utf-8", "replace") for b in tail.read_lines()] if tail else []
-        gpus = self.gpu.read() if self.gpu.handles else None
-        return Snapshot(rows, changed, moved, lines, gen, gpus, self.gpu.error)
+            [(r.key, r.state, r.epoch) for r in self._last_rows]
+        self._last_rows = rows
+        with self._lock:
+            selected, gen, tail, want = (self._selected, self._log_gen, self._log_tail,
+                                         self._want_compare)
+            lines = tuple(b.decode("utf-8", "replace") for b in tail.read_lines()) \
+                if tail else ()
+        buffer = self.buffers.get(selected)
+        return Snapshot(
+            config=self.lab.config, config_error=self.lab.error,
+            config_version=self.lab.version, runs_dir=runs_dir, rows=rows,
+            runs_changed=changed, series=buffer.frozen() if buffer else None,
+            log_lines=lines, log_gen=gen, compare=self._compare_for(want, changed, runs_dir),
+            gpus=self.gpu.read(), gpu_error=self.gpu.error)
+
+    def _read_runs(self, runs_dir, now: float) -> tuple[RunRow, ...]:
+        runs = rd.list_runs(runs_dir)
+        self.buffers = {str(r.path): self.buffers.get(str(r.path)) or SeriesBuffer(str(r.path))
+                        for r in runs}  # a run deleted from disk is forgotten
+        rows = []
+        for run in runs:
+            buffer = self.buffers[str(run.path)]
+            buffer.read()
+            rows.append(run_row(run, buffer.epochs, now))
+        return tuple(rows)
+
+    def _compare_for(self, want: str | None, stale: bool, runs_dir) -> CompareData | None:
+        """The wanted comparison (the first one until the UI says), computed again only
+        when it changed, the config changed or a run changed state or epoch."""
+        config = self.lab.config
+        names = table_names(config) if config else []
+        name = want if want in names else (names[0] if names else None)
+        if name is None:
+            self._compare = None
+        elif stale or self._compare is None or self._compare.name != name \
+                or self._compare_config is not config:
+            self._compare, self._compare_config = compare_data(config, name, runs_dir), config
+        return self._compare

@@ -1,0 +1,93 @@
+"""What every view is: a tab that renders snapshots. A new view is a subclass of View in
+its own module plus one line in VIEWS (views/__init__.py); the app takes its tab, number
+key, keys, focus and snapshots from there."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable, TabPane
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from engine import rundir as rd
+from engine.analysis import runs_table
+from engine.export import export_table
+
+from ..snapshot import Snapshot
+
+STATE_STYLE = {"done": "green", "running": "bold yellow", "queued": "cyan", "failed": "red",
+               "diverged": "magenta", "cancelled": "dim", "lost": "bold red"}
+
+Export = Callable[[Path], list[Path]]  # reports folder -> the files written
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def matches(text: str, *fields) -> bool:
+    """Whether the filter text is in any of the fields (case-insensitive)."""
+    f = text.lower()
+    return not f or any(f in str(x).lower() for x in fields)
+
+
+def selected_key(table: DataTable) -> str | None:
+    if not table.row_count:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except CellDoesNotExist:
+        return None
+
+
+def restore_cursor(table: DataTable, key: str | None) -> None:
+    """Put the cursor back on the row with `key` after a refill, if it is still there."""
+    if key is None:
+        return
+    try:
+        table.move_cursor(row=table.get_row_index(key), animate=False)
+    except RowDoesNotExist:
+        pass
+
+
+class View(TabPane):
+    ID: ClassVar[str]
+    TAB: ClassVar[str]  # the tab's title, after its number key
+    KEY: ClassVar[str]  # the key that shows it
+    LABEL: ClassVar[str] = ""  # what help and the command palette call it; default TAB
+    FOCUS: ClassVar[str]  # the widget that takes focus when the view is shown
+    # Keys that work from every view and run an action of this one (they go into the
+    # app's BINDINGS, so help, the footer and the command palette list them).
+    KEYS: ClassVar[tuple[Binding, ...]] = ()
+
+    snap = Snapshot()  # the latest snapshot shown
+
+    def __init__(self) -> None:
+        super().__init__(f"{self.KEY} {self.TAB}", id=self.ID)
+
+    def consume(self, snap: Snapshot) -> None:
+        """The app calls this with every snapshot."""
+        before, self.snap = self.snap, snap
+        self.show(snap, before)
+
+    def show(self, snap: Snapshot, before: Snapshot) -> None:
+        """Render `snap`; `before` is the one shown last, to tell what changed."""
+
+    def set_filter(self, text: str) -> None:
+        """The filter box changed (views without a list ignore it)."""
+
+    def open(self) -> None:
+        """Enter: launch or open what is selected."""
+
+    def selected_run(self) -> str | None:
+        """The run that c, r and g act on while this view is shown."""
+        return None
+
+    def export_job(self) -> Export:
+        """What e writes from this view, decided now and written in a worker thread:
+        by default the runs table."""
+        runs_dir = self.snap.runs_dir
+        return lambda reports: export_table(runs_table(rd.list_runs(runs_dir)), reports, "runs")

@@ -1,0 +1,86 @@
+"""4 Compare: the TOML's comparison tables, sweeps and ablations; [ and ] switch."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from engine.analysis import table_names
+from engine.export import export_named
+
+from ..snapshot import CompareData, Snapshot
+from ..widgets.plots import draw_compare
+from .base import Export, View
+
+
+class CompareView(View):
+    """Shows the comparison the watcher computed (it reads the runs, off the UI thread)
+    once it is the one selected here."""
+
+    ID, TAB, KEY, FOCUS = "compare", "Compare", "4", "#compare-table"
+    KEYS = (Binding("left_square_bracket", "switch(-1)", "Previous comparison",
+                    key_display="[", show=False),
+            Binding("right_square_bracket", "switch(1)", "Next comparison",
+                    key_display="]", show=False))
+
+    index = 0  # into table_names(config), modulo their number
+    shown: CompareData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="compare-title")
+        yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
+        yield PlotextPlot(id="compare-plot")
+        yield Static("", id="compare-notes")
+
+    def names(self) -> list[str]:
+        return table_names(self.snap.config) if self.snap.config else []
+
+    def selected(self) -> str | None:
+        names = self.names()
+        return names[self.index % len(names)] if names else None
+
+    def show(self, snap: Snapshot, before: Snapshot) -> None:
+        if snap.config_version != before.config_version:  # a reload starts at the first
+            self.index = 0
+            self.app.watcher.select_compare(self.selected())
+            if not self.names():
+                self.show_none()
+        data = snap.compare
+        if data is not None and data is not self.shown and data.name == self.selected():
+            self.show_table(data)
+
+    def action_switch(self, step: int) -> None:
+        self.index += step
+        self.app.show_view(self.ID)
+        self.app.watcher.select_compare(self.selected())
+
+    def show_none(self) -> None:
+        self.shown = None
+        self.query_one("#compare-table", DataTable).clear(columns=True)
+        self.query_one("#compare-title", Static).update("")
+        self.query_one("#compare-notes", Static).update(
+            "No comparisons: add a [compare.NAME] table to experiments.toml."
+            if self.snap.config else "")
+
+    def show_table(self, data: CompareData) -> None:
+        self.shown = data
+        names = self.names()
+        self.query_one("#compare-title", Static).update(Text.assemble(
+            (data.title, "bold"), f"  ({data.name}, {names.index(data.name) + 1}/{len(names)}; "
+            "[ and ] switch, e exports)"))
+        table = self.query_one("#compare-table", DataTable)
+        table.clear(columns=True)
+        for col in data.columns:
+            table.add_column(col, key=col)
+        for row in data.rows:
+            table.add_row(*row)
+        self.query_one("#compare-notes", Static).update(Text("\n".join(data.notes), style="dim"))
+        draw_compare(self.query_one("#compare-plot", PlotextPlot), data)
+
+    def export_job(self) -> Export:
+        name, config, runs_dir = self.selected(), self.snap.config, self.snap.runs_dir
+        if not name:
+            return super().export_job()
+        return lambda reports: export_named(config, name, runs_dir, reports)

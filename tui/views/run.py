@@ -1,0 +1,118 @@
+"""3 Run: one run's live plots, its log's tail and its summary; g shows the gallery."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Log, Static
+
+from engine.analysis import PCT, RATE, SECS, fmt
+from engine.export import plot_runs
+
+from ..notices import USER_ERRORS, error_line
+from ..screens import Pager
+from ..screens.gallery import gallery_text, has_checkpoint
+from ..snapshot import RunRow, Series, Snapshot
+from ..widgets.plots import RunPlots
+from .base import Export, View, state_text
+
+REDRAW_S = 0.25  # plots redraw at most 4 times a second, and only when their run moved
+
+
+def run_title(r: RunRow) -> Text:
+    text = Text.assemble(state_text(r.state), f" {r.experiment}/{r.run_id} ep {r.epoch}/"
+                         f"{r.epochs} best {fmt(r.best_acc, PCT)} "
+                         f"{fmt(r.images_per_s, RATE)} img/s {fmt(r.elapsed, SECS)}")
+    if r.eta is not None:
+        text.append(f" ETA {fmt(r.eta, SECS)}")
+    s = r.summary if r.state == "done" else None
+    if s:
+        text.append(f"\nacc {fmt(s.get('test_acc_at_best'), PCT)} at epoch "
+                    f"{s.get('best_epoch')} (lowest test loss), final "
+                    f"{fmt(s.get('final_test_acc'), PCT)}, wall {fmt(s.get('wall_s'), SECS)}, "
+                    f"{s.get('params_trainable', 0):,} trained params")
+    elif r.error:
+        text.append(f"\n{r.error}", style="red")
+    return text
+
+
+class RunView(View):
+    ID, TAB, KEY, FOCUS = "run", "Run", "3", "#run-log"
+    LABEL = "Run detail"
+    KEYS = (Binding("g", "gallery", "Gallery: test images, true and predicted", show=False),)
+
+    current: str | None = None  # the run shown (the newest until one is opened)
+    log_gen = 0  # the watcher's generation for the current run's log lines
+    drawn: Series | None = None  # the series on the plots, or the one waiting for a redraw
+    dirty = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("No run selected: pick one in Runs (2) and press Enter.", id="run-title")
+        yield RunPlots(id="plots")
+        yield Log(id="run-log", max_lines=2000)
+
+    def on_mount(self) -> None:
+        self.set_interval(REDRAW_S, self.redraw)
+
+    def show(self, snap: Snapshot, before: Snapshot) -> None:
+        if self.current is None and snap.rows:
+            self.select(snap.rows[0].key)
+        if snap.log_gen == self.log_gen and snap.log_lines:
+            self.query_one("#run-log", Log).write_lines(snap.log_lines)
+        if snap.series is not None and snap.series.key == self.current \
+                and snap.series is not self.drawn:
+            self.drawn, self.dirty = snap.series, True
+        self.show_title()
+
+    def select(self, key: str) -> None:
+        if key == self.current:
+            return
+        self.current = key
+        self.log_gen = self.app.watcher.select_run(key)
+        self.query_one("#run-log", Log).clear()
+        self.show_title()
+
+    def show_title(self) -> None:
+        r = self.snap.row(self.current)
+        if r is not None:
+            self.query_one("#run-title", Static).update(run_title(r))
+
+    def redraw(self) -> None:
+        if self.dirty:
+            self.dirty = False
+            self.query_one(RunPlots).show(self.drawn)
+
+    def selected_run(self) -> str | None:
+        return self.current
+
+    def export_job(self) -> Export:
+        r = self.snap.row(self.current)
+        if r is None:
+            return super().export_job()
+        return lambda reports: [plot_runs([(r.experiment, Path(r.key))],
+                                          Path(r.key) / "curves.png", f"{r.experiment}/{r.run_id}")]
+
+    def action_gallery(self) -> None:
+        r = self.snap.row(self.app.active_view.selected_run() or self.current)
+        if r is None:
+            self.notify("pick a run with a checkpoint (Runs, 2) first")
+            return
+        self.gallery(r, max(40, self.app.size.width - 10))
+
+    @work(thread=True, group="gallery")
+    def gallery(self, r: RunRow, width: int) -> None:
+        if not has_checkpoint(r.key):
+            self.app.call_from_thread(self.notify, "pick a run with a checkpoint (Runs, 2) first")
+            return
+        self.app.call_from_thread(self.notify, f"scoring 20 test images of {r.experiment}/"
+                                               f"{r.run_id}...")
+        try:
+            text = gallery_text(r.key, width)
+        except USER_ERRORS as exc:
+            self.app.call_from_thread(self.notify, error_line("gallery failed", exc),
+                                      severity="error")
+            return
+        self.app.call_from_thread(self.app.push_screen, Pager(text))

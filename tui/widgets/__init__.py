@@ -1,0 +1,1 @@
+"""Widgets the views share: the GPU line and the plots."""
