@@ -1,11 +1,16 @@
-"""The models Rotunda can build: one table that config validation, the model builder,
-the CLI and the app all read. No torch here (the app shows it).
+"""What Rotunda can build: the models and the training objectives (tasks), in tables
+that config validation, the model builder, the trainer, the CLI and the app all read.
+No torch here (the app shows them).
 
-A new model is one line here and one `build_NAME` function in engine/models.py.
+A new model is one line in MODELS and one `build_NAME` function in engine/models.py.
+A new task is one line in TASKS and one file engine/tasks/NAME.py. A task's options
+become settings named `<task>_<option>` (`rotation_mode`), validated like every other
+setting.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 RESNET_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 
@@ -31,3 +36,37 @@ MODELS = {m.name: m for m in (
     ModelSpec("cifarnet", ("stem", "layer1", "layer2", "layer3", "fc"), "fc", 32,
               "small fast net for 32x32: three conv stages, global max-pool"),
 )}
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    choices: tuple = ()
+    minimum: float | None = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    description: str
+    options: dict = field(default_factory=dict)  # option name -> Option
+    # Mirroring a test image keeps its label (false for rotation: a flip changes which
+    # quarter turn an image shows), so flip test-time augmentation is allowed.
+    mirror_keeps_label: bool = True
+
+
+TASKS = {t.name: t for t in (
+    TaskSpec("classify", "supervised classification of the dataset's labels"),
+    TaskSpec("rotation", "predict the quarter turn (0/90/180/270) of each image; labels "
+             "ignored (Gidaris et al. 2018)",
+             {"mode": Option("all4", ("all4", "random"),
+                             help="all4: every image in all four rotations per step; "
+                                  "random: one random rotation each")},
+             mirror_keeps_label=False),
+)}
+
+
+def option_settings() -> dict[str, tuple[str, Option]]:
+    """settings key -> (task, option) for every task's options."""
+    return {f"{t.name}_{k}": (t.name, o) for t in TASKS.values() for k, o in t.options.items()}

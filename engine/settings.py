@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import ConfigError
-from .registry import MODELS
-from .tasks import TASKS, option_settings
+from .registry import MODELS, TASKS, option_settings
 
 if sys.version_info >= (3, 11):
     import tomllib

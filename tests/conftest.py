@@ -88,3 +88,11 @@ def trained(tmp_path_factory):
     engine("run", "ft", "--with-deps", "--config", cfg, check=True)
     engine("run", "scratch", "--config", cfg, check=True)
     return cfg
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e trains real runs or drives the app: marked slow, so that
+    `python -m pytest -m "not slow"` is the quick loop and plain `python -m pytest` is all."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

@@ -7,25 +7,11 @@ import torch
 from PIL import Image
 
 from engine.augment import crop_flip
-from engine.data import load_dataset, stratified_subset, synthetic
+from engine.data import load_dataset, stratified_subset
 from engine.errors import DataError, InitError
 from engine.models import build_model, count_params, freeze_except, load_init, train_mode
 from engine.settings import Settings
 from engine.sources import load_cifar10, load_imagefolder
-from engine.tasks.rotation import rotate_batch
-
-
-def test_rotation_labels_unrotate_to_the_original():
-    x = synthetic(16, 8, 32).train.x
-    gen = torch.Generator().manual_seed(3)
-    for mode in ("random", "all4"):
-        xr, k = rotate_batch(x, mode, gen)
-        src = x.repeat(4, 1, 1, 1) if mode == "all4" else x
-        assert len(xr) == len(k) == len(src)
-        for img, label, orig in zip(xr, k, src):
-            assert torch.equal(torch.rot90(img, -int(label), dims=(1, 2)), orig)
-    _, k = rotate_batch(x, "all4")
-    assert torch.bincount(k).tolist() == [16] * 4
 
 
 def test_crop_is_a_shifted_window_and_flip_mirrors():

@@ -1,6 +1,5 @@
 """Real training runs on the synthetic dataset, driven through the CLI as a user would."""
 import csv
-import json
 import signal
 import subprocess
 import sys
@@ -158,4 +157,3 @@ def test_compare_status_and_export(trained):
     assert (trained.parent / "reports" / "summary-curves.png").read_bytes()[:4] == b"\x89PNG"
     listing = engine("list", "--config", trained, check=True).stdout
     assert "done" in listing and "rot" in listing
-    json.loads((_runs(trained, "ft")[0].path / rd.STATUS).read_text())

@@ -1,0 +1,83 @@
+"""Starting points are parsed once into typed values: another experiment's checkpoint, a
+checkpoint file, or published weights; they survive the trip through a run's config.toml,
+and a mistake in any of them is one line."""
+import pytest
+
+from conftest import TINY, engine
+from engine import rundir as rd
+from engine.config import load
+from engine.errors import ConfigError
+from engine.settings import (FromExperiment, FromFile, Pretrained, Settings, apply_overrides,
+                             settings_dict, settings_from_dict)
+
+
+def _load(tmp_path, extra):
+    path = tmp_path / "experiments.toml"
+    path.write_text(TINY + extra)
+    return load(path)
+
+
+def test_the_three_kinds_of_starting_point(tmp_path):
+    cfg = _load(tmp_path, '''
+[experiment.from_file]
+init = { file = "weights/best.pt" }
+[experiment.from_hub]
+init = { pretrained = "IMAGENET1K_V1" }
+''')
+    assert cfg.experiment("ft").settings.init == FromExperiment("rot")
+    assert cfg.experiment("ft").needs == "rot"
+    assert cfg.experiment("from_file").settings.init == FromFile("weights/best.pt")
+    assert cfg.experiment("from_file").needs is None
+    assert cfg.experiment("from_hub").settings.init == Pretrained("IMAGENET1K_V1")
+    assert cfg.experiment("scratch").settings.init is None
+    assert [str(cfg.experiment(n).settings.init) for n in ("ft", "from_file", "from_hub")] == \
+        ["rot", "file best.pt", "pretrained IMAGENET1K_V1"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('init = "runs/part1/best.pt"',
+     'init = "runs/part1/best.pt" looks like a file: write init = { file = "runs/part1/best.pt" }'),
+    ('init = { checkpoint = "x.pt" }', "init must be an experiment name, { file = "),
+    ('init = { file = "" }', "init must be an experiment name"),
+    ('init = 3', "init must be an experiment name"),
+])
+def test_a_bad_starting_point_is_one_line_with_its_line_number(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, f"\n[experiment.bad]\n{text}\n")
+    line = (TINY + f"\n[experiment.bad]\n{text}\n").splitlines().index(text) + 1
+    assert str(err.value).startswith(f"{tmp_path / 'experiments.toml'}:{line}: "
+                                     "[experiment.bad] ")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_overrides_take_every_kind_and_config_toml_round_trips():
+    s = apply_overrides(Settings(), ['init={ file = "a/b.pt" }', "train_layers=['fc']"])
+    assert s.init == FromFile("a/b.pt")
+    for init in (None, FromExperiment("part1"), FromFile("/x/best.pt"), Pretrained("DEFAULT")):
+        s = Settings(init=init, epochs=3)
+        text = rd.dump_toml({"settings": settings_dict(s)})
+        back = settings_from_dict(rd.tomllib.loads(text)["settings"], "config.toml")
+        assert back == s
+
+
+def test_a_checkpoint_file_relative_to_the_experiments_file_starts_a_run(trained):
+    rot = rd.latest_done(trained.parent / "runs", "rot").path / "checkpoints" / "best.pt"
+    (trained.parent / "weights").mkdir(exist_ok=True)
+    (trained.parent / "weights" / "rot.pt").write_bytes(rot.read_bytes())
+    proc = engine("run", "scratch", "--set", "epochs=1", "--set",
+                  'init={ file = "weights/rot.pt" }', "--config", trained, check=True)
+    run = rd.list_runs(trained.parent / "runs", "scratch")[0].path
+    assert f"init: weights from {trained.parent / 'weights' / 'rot.pt'}" in \
+        (run / rd.LOG).read_text()
+    missing = engine("run", "scratch", "--set", 'init={ file = "weights/none.pt" }',
+                     "--config", trained)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert proc.returncode == 0 and "Traceback" not in missing.stderr
+
+
+def test_published_weights_say_not_yet_supported_in_one_line(tiny_config):
+    proc = engine("run", "scratch", "--set", 'init={ pretrained = "IMAGENET1K_V1" }',
+                  "--config", tiny_config)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0]
+    assert run.state == "failed" and "not supported yet" in run.status["error"]
