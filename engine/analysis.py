@@ -192,6 +192,8 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
 
 
 def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
+    """Any table `compare` can show: a [compare.NAME] of one of COMPARE_KINDS, a sweep or an
+    ablation; each experiment's row is its latest successful run."""
     if name in config.sweeps:
         return sweep_table(config, name, runs_dir)
     if name in config.ablations:
@@ -201,52 +203,54 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
         raise ConfigError(f"no comparison or sweep named {name!r}{suggest(name, names)}"
                           f" (declared: {', '.join(names) or 'none'})", str(config.path))
     comp = config.compares[name]
-    exps = [config.experiments[n] for n in comp.experiments]
-    latest = {e.name: rd.latest_done(runs_dir, e.name) for e in exps}
-    if comp.kind == "summary":
-        table = Table(comp.title, [("Experiment", TEXT), ("Metric", TEXT), ("Expected", PCT),
-                                   ("Measured", PCT), ("Delta", DPCT), ("Epochs", INT),
-                                   ("To expected", SECS), ("Wall", SECS), ("Run", TEXT),
-                                   ("Title", TEXT)])
-        for e in exps:
-            run = latest[e.name]
-            s = run.summary if run else None
-            got = measured(e, s)
-            want = e.expect.value if e.expect else None
-            table.rows.append([
-                e.name, METRIC_NAMES[e.expect.metric if e.expect else "test_acc_at_best"], want,
-                got, got - want if got is not None and want is not None else None,
-                s.get("epochs") if s else None,
-                time_to(run.path, want) if run and want is not None else None,
-                s.get("wall_s") if s else None,
-                run.run_id if run else "no successful run", e.title])
-        table.notes.append("Measured: the latest successful run of each experiment. "
-                           "acc@best: test accuracy at the epoch of lowest test loss. "
-                           "To expected: training and evaluation time until the test "
-                           "accuracy first reached the expected figure.")
-        return table
-    if comp.kind == "models":
-        table = Table(comp.title, [("Experiment", TEXT), ("Model", TEXT), ("Params", INT),
-                                   ("Trainable", INT), ("Batch", INT), ("GPU MiB", RATE),
-                                   ("Epoch time", SECS), ("Acc@best", PCT), ("img/s", RATE)])
-        for e in exps:
-            run = latest[e.name]
-            s = (run.summary if run else None) or {}
-            epochs = s.get("epochs") or 0
-            table.rows.append([e.name, e.settings.model, s.get("params_total"),
-                               s.get("params_trainable"), e.settings.batch_size,
-                               s.get("gpu_mem_peak_mb"),
-                               s["train_s"] / epochs if epochs else None,
-                               s.get("test_acc_at_best"), s.get("median_images_per_s")])
-        table.notes.append("GPU MiB: the training process's peak allocated memory at that "
-                           "batch size (empty on CPU); latest successful run of each.")
-        return table
-    table = Table(comp.title, [
+    rows = [(config.experiments[n], rd.latest_done(runs_dir, n)) for n in comp.experiments]
+    return _KINDS[comp.kind](comp.title, rows)
+
+
+def _summary_table(title: str, rows: list) -> Table:
+    table = Table(title, [("Experiment", TEXT), ("Metric", TEXT), ("Expected", PCT),
+                          ("Measured", PCT), ("Delta", DPCT), ("Epochs", INT),
+                          ("To expected", SECS), ("Wall", SECS), ("Run", TEXT), ("Title", TEXT)])
+    for e, run in rows:
+        s = run.summary if run else None
+        got = measured(e, s)
+        want = e.expect.value if e.expect else None
+        table.rows.append([
+            e.name, METRIC_NAMES[e.expect.metric if e.expect else "test_acc_at_best"], want,
+            got, got - want if got is not None and want is not None else None,
+            s.get("epochs") if s else None,
+            time_to(run.path, want) if run and want is not None else None,
+            s.get("wall_s") if s else None,
+            run.run_id if run else "no successful run", e.title])
+    table.notes.append("Measured: the latest successful run of each experiment. "
+                       "acc@best: test accuracy at the epoch of lowest test loss. "
+                       "To expected: training and evaluation time until the test "
+                       "accuracy first reached the expected figure.")
+    return table
+
+
+def _models_table(title: str, rows: list) -> Table:
+    table = Table(title, [("Experiment", TEXT), ("Model", TEXT), ("Params", INT),
+                          ("Trainable", INT), ("Batch", INT), ("GPU MiB", RATE),
+                          ("Epoch time", SECS), ("Acc@best", PCT), ("img/s", RATE)])
+    for e, run in rows:
+        s = (run.summary if run else None) or {}
+        epochs = s.get("epochs") or 0
+        table.rows.append([e.name, e.settings.model, s.get("params_total"),
+                           s.get("params_trainable"), e.settings.batch_size,
+                           s.get("gpu_mem_peak_mb"), s["train_s"] / epochs if epochs else None,
+                           s.get("test_acc_at_best"), s.get("median_images_per_s")])
+    table.notes.append("GPU MiB: the training process's peak allocated memory at that "
+                       "batch size (empty on CPU); latest successful run of each.")
+    return table
+
+
+def _side_table(title: str, rows: list) -> Table:
+    table = Table(title, [
         ("Experiment", TEXT), ("Init", TEXT), ("Trains", TEXT), ("Acc@best", PCT),
         ("Final acc", PCT), ("Best ep.", INT), ("Epochs", INT), ("Trainable", INT),
         ("Wall", SECS), ("img/s", RATE), ("Title", TEXT)])
-    for e in exps:
-        run = latest[e.name]
+    for e, run in rows:
         s = (run.summary if run else None) or {}
         table.rows.append([
             e.name, str(e.settings.init or "random"), ",".join(e.settings.train_layers),
@@ -256,6 +260,9 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     table.notes.append("Acc@best: test accuracy at the epoch of lowest test loss; "
                        "latest successful run of each experiment.")
     return table
+
+
+_KINDS = {"summary": _summary_table, "models": _models_table, "table": _side_table}
 
 
 def time_to(run_dir: Path, accuracy: float) -> float | None:

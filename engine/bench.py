@@ -97,109 +97,112 @@ def conventional_dataset(s: Settings, data, mean, std):
     return None, "no torchvision dataset for this data"
 
 
-def bench_one(s: Settings, steps: int, warmup: int, workers: int,
-              profile_dir: Path | None = None, name: str = "") -> dict:
-    s = dataclasses.replace(s, limit_train=0, per_class_train=0)
-    device = pick_device(s.device)
-    cuda = device.type == "cuda"
-    data = load_dataset(s).place(device, s.data_placement)
-    task = tasks.build(s)
-    num_classes = task.outputs(len(data.classes))
-    per_step = task.images_per_step(s.batch_size)
-    autocast = autocast_for(device, s.amp)
-    norm = Normalizer(data.mean, data.std, device, cuda and s.channels_last)
-    gen = torch.Generator(device=device).manual_seed(s.seed)
-    rows: dict[str, dict] = {}
+class _Bench:
+    """One experiment's settings timed along the four paths, one after another, each on a
+    fresh model, freeing device memory between them."""
 
-    def record(mode, dt, peak, note=""):
-        rows[mode] = {"mode": mode, "label": LABELS[mode], "images_per_s": per_step * steps / dt,
-                      "step_ms": 1000 * dt / steps, "peak_mb": peak, "note": note}
+    def __init__(self, s: Settings, steps: int, warmup: int):
+        self.s, self.steps, self.warmup = s, steps, warmup
+        self.device = pick_device(s.device)
+        self.cuda = self.device.type == "cuda"
+        self.data = load_dataset(s).place(self.device, s.data_placement)
+        self.task = tasks.build(s)
+        self.outputs = self.task.outputs(len(self.data.classes))
+        self.per_step = self.task.images_per_step(s.batch_size)
+        self.autocast = autocast_for(self.device, s.amp)
+        self.norm = Normalizer(self.data.mean, self.data.std, self.device,
+                               self.cuda and s.channels_last)
+        self.gen = torch.Generator(device=self.device).manual_seed(s.seed)
+        self.rows: dict[str, dict] = {}
 
-    def release():
-        if cuda:
-            torch.cuda.empty_cache()
+    def time(self, mode: str, step, note: str = "") -> None:
+        dt, peak = timed(step, self.device, self.warmup, self.steps)
+        self.rows[mode] = {"mode": mode, "label": LABELS[mode],
+                           "images_per_s": self.per_step * self.steps / dt,
+                           "step_ms": 1000 * dt / self.steps, "peak_mb": peak, "note": note}
+        if self.cuda:
+            torch.cuda.empty_cache()  # the next path starts from a clean allocator
 
-    # (c) the model alone: the same training step on normalised tensors made once.
-    model, opt = _model(s, num_classes, device, fast=True)
-    x = torch.randn(per_step, 3, s.image_size, s.image_size, device=device)
-    if cuda and s.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (per_step,), device=device)
-    record("model", *timed(lambda: optimise(model, opt, x, y, autocast, task.loss),
-                            device, warmup, steps))
-    model = opt = x = y = None  # free the device memory before the next path
-    release()
+    def model_alone(self) -> None:
+        """The same training step on normalised tensors made once: the ceiling."""
+        s, device = self.s, self.device
+        model, opt = _model(s, self.outputs, device, fast=True)
+        x = torch.randn(self.per_step, 3, s.image_size, s.image_size, device=device)
+        if self.cuda and s.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, self.outputs, (self.per_step,), device=device)
+        self.time("model", lambda: optimise(model, opt, x, y, self.autocast, self.task.loss))
 
-    # (a) the engine's path: what train.py does per step.
-    model, opt = _model(s, num_classes, device, fast=True)
-    batches = _cycle(lambda: data.train.batches(s.batch_size, device, seed=s.seed,
-                                                drop_last=True))
+    def engine(self, profile_dir: Path | None, name: str) -> None:
+        """What train.py does per step; then the same batches without the model."""
+        s, task = self.s, self.task
+        model, opt = _model(s, self.outputs, self.device, fast=True)
+        batches = _cycle(lambda: self.data.train.batches(s.batch_size, self.device,
+                                                         seed=s.seed, drop_last=True))
+        ema = Ema(model, s.ema) if s.ema else None
+        count = itertools.count()
 
-    ema = Ema(model, s.ema) if s.ema else None
-    count = itertools.count()
+        def engine_step():
+            x, y = prepare_batch(*next(batches), s, task, self.gen)
+            optimise(model, opt, self.norm(x), y, self.autocast, task.loss)
+            if ema is not None:
+                ema.update(model, next(count))
 
-    def engine_step():
-        xb, yb = next(batches)
-        xb, yb = prepare_batch(xb, yb, s, task, gen)
-        optimise(model, opt, norm(xb), yb, autocast, task.loss)
-        if ema is not None:
-            ema.update(model, next(count))
+        self.time("engine", engine_step)
+        if profile_dir is not None:
+            profile(engine_step, self.device, min(self.steps, 20), profile_dir, name)
+        model = opt = ema = None  # free the device memory before the data-only path
+        self.time("data", lambda: self.norm(prepare_batch(*next(batches), s, task,
+                                                          self.gen)[0]))
 
-    record("engine", *timed(engine_step, device, warmup, steps))
-    if profile_dir is not None:
-        profile(engine_step, device, min(steps, 20), profile_dir, name)
-    model = opt = ema = None
-    release()
-
-    def data_step():
-        xb, yb = next(batches)
-        xb, _ = prepare_batch(xb, yb, s, task, gen)
-        norm(xb)
-
-    record("data", *timed(data_step, device, warmup, steps))
-    batches = None
-    release()
-
-    # (b) the conventional pipeline, fp32, contiguous, as a tutorial writes it.
-    ds, how = conventional_dataset(s, data, data.mean, data.std)
-    if ds is None:
-        rows["conventional"] = {"mode": "conventional", "label": LABELS["conventional"],
-                                "images_per_s": None, "step_ms": None, "peak_mb": None,
-                                "note": how}
-    else:
-        model, opt = _model(s, num_classes, device, fast=False)
+    def conventional(self, workers: int) -> None:
+        """The pipeline a tutorial writes: torchvision dataset, PIL transforms, DataLoader
+        workers, fp32, contiguous."""
+        s, device, task = self.s, self.device, self.task
+        ds, how = conventional_dataset(s, self.data, self.data.mean, self.data.std)
+        if ds is None:
+            self.rows["conventional"] = {"mode": "conventional", "label": LABELS["conventional"],
+                                         "images_per_s": None, "step_ms": None,
+                                         "peak_mb": None, "note": how}
+            return
+        model, opt = _model(s, self.outputs, device, fast=False)
         loader = torch.utils.data.DataLoader(
             ds, batch_size=s.batch_size, shuffle=True, num_workers=workers, drop_last=True,
-            pin_memory=cuda, persistent_workers=workers > 0)
+            pin_memory=self.cuda, persistent_workers=workers > 0)
         it = _cycle(lambda: iter(loader))
-        fp32 = nullcontext()
 
         def conventional_step():
             xb, yb = next(it)
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            xb, yb = task.train_views(xb, yb, gen)
-            optimise(model, opt, xb, yb, fp32, task.loss)
+            x, y = task.train_views(xb.to(device, non_blocking=True),
+                                    yb.to(device, non_blocking=True), self.gen)
+            optimise(model, opt, x, y, nullcontext(), task.loss)
 
-        record("conventional", *timed(conventional_step, device, warmup, steps),
-               note=f"{workers} workers; {how}")
-        it = loader = model = opt = None
-        release()
+        self.time("conventional", conventional_step, note=f"{workers} workers; {how}")
 
-    model_rate = rows["model"]["images_per_s"]
-    conv_rate = rows["conventional"]["images_per_s"]
-    for r in rows.values():
-        rate = r["images_per_s"] if r["mode"] != "data" else None
-        r["vs_model"] = rate / model_rate if rate else None
-        r["vs_conventional"] = rate / conv_rate if rate and conv_rate else None
-    return {
-        "settings": {**{k: getattr(s, k) for k in (
-            "task", "rotation_mode", "dataset", "model", "image_size", "batch_size", "compile",
-            "augment", "cutout")}, "bf16": cuda and s.amp,
-            "channels_last": cuda and s.channels_last},
-        "images_per_step": per_step, "train_images": len(data.train),
-        "data": data.source,
-        "rows": [rows[m] for m in MODES],
-    }
+    def result(self) -> dict:
+        s, rows = self.s, self.rows
+        model_rate, conv_rate = rows["model"]["images_per_s"], rows["conventional"]["images_per_s"]
+        for r in rows.values():
+            rate = r["images_per_s"] if r["mode"] != "data" else None
+            r["vs_model"] = rate / model_rate if rate else None
+            r["vs_conventional"] = rate / conv_rate if rate and conv_rate else None
+        return {
+            "settings": {**{k: getattr(s, k) for k in (
+                "task", "rotation_mode", "dataset", "model", "image_size", "batch_size",
+                "compile", "augment", "cutout")}, "bf16": self.cuda and s.amp,
+                "channels_last": self.cuda and s.channels_last},
+            "images_per_step": self.per_step, "train_images": len(self.data.train),
+            "data": self.data.source, "rows": [rows[m] for m in MODES],
+        }
+
+
+def bench_one(s: Settings, steps: int, warmup: int, workers: int,
+              profile_dir: Path | None = None, name: str = "") -> dict:
+    bench = _Bench(dataclasses.replace(s, limit_train=0, per_class_train=0), steps, warmup)
+    bench.model_alone()
+    bench.engine(profile_dir, name)
+    bench.conventional(workers)
+    return bench.result()
 
 
 def profile(step, device, steps: int, out_dir: Path, name: str) -> Path:
