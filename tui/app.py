@@ -103,7 +103,6 @@ class RotundaApp(App):
     @work(thread=True, exclusive=True, group="watch")
     def watch_lab(self) -> None:
         worker = get_current_worker()
-        self.post_message(SnapshotReady(self.watcher.first()))
         while not worker.is_cancelled:
             try:
                 self.post_message(SnapshotReady(self.watcher.poll()))

@@ -146,12 +146,6 @@ class Watcher:
         self._wake.wait(seconds)
         self._wake.clear()
 
-    def first(self) -> Snapshot:
-        """The experiments file alone: the app shows it before the runs are read."""
-        self.lab.refresh()
-        return Snapshot(config=self.lab.config, config_error=self.lab.error,
-                        config_version=self.lab.version, runs_dir=self.lab.runs_dir)
-
     def poll(self, now: float | None = None) -> Snapshot:
         now = now or time.time()
         with self._lock:
