@@ -5,12 +5,18 @@ import pickle
 
 import pytest
 import torch
-
 from conftest import TINY, engine
+
 from engine import checkpoint
 from engine import rundir as rd
-from engine.errors import (ConfigError, DataError, DeviceError, InitError, RotundaError,
-                           RunError)
+from engine.errors import (
+    ConfigError,
+    DataError,
+    DeviceError,
+    InitError,
+    RotundaError,
+    RunError,
+)
 from engine.optim import Plateau
 
 
@@ -83,14 +89,3 @@ def test_gallery_of_a_run_whose_data_is_gone_is_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: CIFAR-10 not found in {tmp_path / 'gone'}")
     assert proc.stderr.count("\n") == 1
-
-
-def test_device_cuda_without_a_gpu_fails_the_run_in_one_line(tiny_config):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    proc = engine("run", "scratch", "--set", "device=cuda", "--config", tiny_config)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0]
-    assert run.state == "failed"
-    assert run.status["error"] == ('device = "cuda" but no CUDA device is available '
-                                   '(use device = "auto" or "cpu")')

@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, env
+
 from engine import launch
 from engine import rundir as rd
 from engine.config import load

@@ -2,13 +2,20 @@
 checkpoint file, or published weights; they survive the trip through a run's config.toml,
 and a mistake in any of them is one line."""
 import pytest
+from conftest import TINY
 
-from conftest import TINY, engine
 from engine import rundir as rd
 from engine.config import load
 from engine.errors import ConfigError
-from engine.settings import (FromExperiment, FromFile, Pretrained, Settings, apply_overrides,
-                             settings_dict, settings_from_dict)
+from engine.settings import (
+    FromExperiment,
+    FromFile,
+    Pretrained,
+    Settings,
+    apply_overrides,
+    settings_dict,
+    settings_from_dict,
+)
 
 
 def _load(tmp_path, extra):
@@ -58,26 +65,3 @@ def test_overrides_take_every_kind_and_config_toml_round_trips():
         text = rd.dump_toml({"settings": settings_dict(s)})
         back = settings_from_dict(rd.tomllib.loads(text)["settings"], "config.toml")
         assert back == s
-
-
-def test_a_checkpoint_file_relative_to_the_experiments_file_starts_a_run(trained):
-    rot = rd.latest_done(trained.parent / "runs", "rot").path / "checkpoints" / "best.pt"
-    (trained.parent / "weights").mkdir(exist_ok=True)
-    (trained.parent / "weights" / "rot.pt").write_bytes(rot.read_bytes())
-    proc = engine("run", "scratch", "--set", "epochs=1", "--set",
-                  'init={ file = "weights/rot.pt" }', "--config", trained, check=True)
-    run = rd.list_runs(trained.parent / "runs", "scratch")[0].path
-    assert f"init: weights from {trained.parent / 'weights' / 'rot.pt'}" in \
-        (run / rd.LOG).read_text()
-    missing = engine("run", "scratch", "--set", 'init={ file = "weights/none.pt" }',
-                     "--config", trained)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
-    assert proc.returncode == 0 and "Traceback" not in missing.stderr
-
-
-def test_published_weights_say_not_yet_supported_in_one_line(tiny_config):
-    proc = engine("run", "scratch", "--set", 'init={ pretrained = "IMAGENET1K_V1" }',
-                  "--config", tiny_config)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0]
-    assert run.state == "failed" and "not supported yet" in run.status["error"]

@@ -4,11 +4,12 @@ import signal
 import subprocess
 import sys
 import time
+
+import pytest
 import tomllib
-
 import torch
-
 from conftest import engine, env
+
 from engine import rundir as rd
 
 
@@ -157,3 +158,37 @@ def test_compare_status_and_export(trained):
     assert (trained.parent / "reports" / "summary-curves.png").read_bytes()[:4] == b"\x89PNG"
     listing = engine("list", "--config", trained, check=True).stdout
     assert "done" in listing and "rot" in listing
+
+
+def test_a_checkpoint_file_relative_to_the_experiments_file_starts_a_run(trained):
+    rot = rd.latest_done(trained.parent / "runs", "rot").path / "checkpoints" / "best.pt"
+    (trained.parent / "weights").mkdir(exist_ok=True)
+    (trained.parent / "weights" / "rot.pt").write_bytes(rot.read_bytes())
+    proc = engine("run", "scratch", "--set", "epochs=1", "--set",
+                  'init={ file = "weights/rot.pt" }', "--config", trained, check=True)
+    run = rd.list_runs(trained.parent / "runs", "scratch")[0].path
+    assert f"init: weights from {trained.parent / 'weights' / 'rot.pt'}" in \
+        (run / rd.LOG).read_text()
+    missing = engine("run", "scratch", "--set", 'init={ file = "weights/none.pt" }',
+                     "--config", trained)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert proc.returncode == 0 and "Traceback" not in missing.stderr
+
+
+def test_published_weights_say_not_yet_supported_in_one_line(tiny_config):
+    proc = engine("run", "scratch", "--set", 'init={ pretrained = "IMAGENET1K_V1" }',
+                  "--config", tiny_config)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0]
+    assert run.state == "failed" and "not supported yet" in run.status["error"]
+
+
+def test_device_cuda_without_a_gpu_fails_the_run_in_one_line(tiny_config):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = engine("run", "scratch", "--set", "device=cuda", "--config", tiny_config)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0]
+    assert run.state == "failed"
+    assert run.status["error"] == ('device = "cuda" but no CUDA device is available '
+                                   '(use device = "auto" or "cpu")')

@@ -1,15 +1,8 @@
-"""python -m engine bench (issue #6): a CPU smoke run of the real command, and the check
-that its conventional pipeline sees the same pixels as the engine's."""
+"""python -m engine bench: a CPU smoke run of the real command."""
 import json
 
 import torch
-from test_data_models import _write_cifar, _write_folder
-
 from conftest import TINY, engine
-from engine.bench import conventional_dataset
-from engine.data import load_dataset
-from engine.settings import Settings
-from engine.splits import Normalizer
 
 
 def test_bench_measures_three_paths_and_writes_table_and_json(tmp_path):
@@ -50,28 +43,3 @@ def test_bench_unknown_experiment_is_one_line(tmp_path):
     proc = engine("bench", "nosuch", "--config", path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nosuch" in proc.stderr
-
-
-def test_conventional_pipeline_sees_the_engines_pixels(tmp_path):
-    """Without augmentation, the torchvision ImageFolder + PIL + ToTensor + Normalize item
-    equals the engine's normalised uint8 image: both paths train on the same inputs."""
-    _write_folder(tmp_path, size=(16, 16))
-    s = Settings(dataset="cifar10", data_dir=str(tmp_path), image_size=16, augment="none",
-                 device="cpu")
-    data = load_dataset(s)
-    ds, how = conventional_dataset(s, data, data.mean, data.std)
-    assert how.startswith("ImageFolder") and len(ds) == len(data.train)
-    norm = Normalizer(data.mean, data.std, torch.device("cpu"), False)
-    for i in (0, 5, 11):
-        x, y = ds[i]
-        assert y == int(data.train.y[i])
-        assert torch.allclose(x, norm(data.train.x[i:i + 1])[0], atol=1e-5)
-
-    _write_cifar(tmp_path / "pickles")
-    s = Settings(dataset="cifar10", data_dir=str(tmp_path / "pickles"), augment="none")
-    data = load_dataset(s)
-    ds, how = conventional_dataset(s, data, data.mean, data.std)
-    norm = Normalizer(data.mean, data.std, torch.device("cpu"), False)
-    x, y = ds[7]
-    assert y == int(data.train.y[7])
-    assert torch.allclose(x, norm(data.train.x[7:8])[0], atol=1e-5)

@@ -1,7 +1,7 @@
 """experiments.toml: every class of mistake gets one line with file, line and key, exit 2."""
 import pytest
-
 from conftest import ROOT, engine
+
 from engine.config import ConfigError, dependency_chain, load
 from engine.settings import Settings, apply_overrides
 

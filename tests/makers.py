@@ -1,0 +1,46 @@
+"""Small real datasets that tests write: CIFAR-10 pickles, image folders, HDF5 files."""
+import pickle
+
+import numpy as np
+from PIL import Image
+
+
+def write_cifar(root, n_train=20, n_test=10):
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", n_train) for i in range(1, 6)] + [("test_batch", n_test)]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, n).tolist())}
+        with open(d / name, "wb") as f:
+            pickle.dump(batch, f)
+    return d
+
+
+def write_folder(root, classes=("cat", "dog", "emu"), per_class=4, size=(40, 30)):
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.png")
+
+
+def write_h5(path, n_train=48, n_val=24, n_test=13, size=12, hwc=False):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        x = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+        return x.transpose(0, 2, 3, 1) if hwc else x
+
+    with h5py.File(path, "w") as f:
+        f["images-train"] = images(n_train)
+        f["labels-train"] = np.arange(n_train) % 4
+        f["images-val"] = images(n_val)
+        f["labels-val"] = np.arange(n_val) % 4
+        f["images-test"] = images(n_test)
+    return path
