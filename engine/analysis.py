@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import progress
 from . import rundir as rd
 from .config import Config, ConfigError, Experiment
 from .settings import suggest
@@ -28,6 +28,7 @@ class Table:
     columns: list  # [(name, format)]
     rows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    whole: set = field(default_factory=set)  # columns never cut: names and ids to paste
 
     def formatted(self) -> list[list[str]]:
         return [[fmt(v, f) for v, (_, f) in zip(row, self.columns)] for row in self.rows]
@@ -51,14 +52,26 @@ class Table:
                         for v in row])
         return buf.getvalue()
 
+    def to_text(self) -> str:
+        """Plain aligned columns with nothing cut, for pipes and files."""
+        cells = [[n for n, _ in self.columns]] + self.formatted()
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+        lines = [self.title] + ["  ".join(c.ljust(w) if f == TEXT else c.rjust(w)
+                                          for c, w, (_, f) in zip(row, widths, self.columns))
+                                .rstrip() for row in cells]
+        return "\n".join(lines + self.notes) + "\n"
+
     def to_rich(self):
         from rich.table import Table as RichTable
 
         t = RichTable(title=self.title, title_justify="left", caption="\n".join(self.notes),
                       caption_justify="left")
-        for name, f in self.columns:
-            t.add_column(name, justify="left" if f == TEXT else "right")
-        for row in self.formatted():
+        rows = self.formatted()
+        for i, (name, f) in enumerate(self.columns):
+            whole = max([len(name)] + [len(r[i]) for r in rows]) if name in self.whole else None
+            t.add_column(name, justify="left" if f == TEXT else "right",
+                         no_wrap=whole is not None, min_width=whole)
+        for row in rows:
             t.add_row(*row)
         return t
 
@@ -277,29 +290,22 @@ def time_to(run_dir: Path, accuracy: float) -> float | None:
     return None
 
 
-def run_progress(run: rd.Run, epochs: list[dict] | None = None, now: float | None = None) -> dict:
-    """What the runs overview shows of one run: best accuracy so far, speed, elapsed, ETA."""
-    now = now or time.time()
-    if epochs is None:
-        epochs = [m for m in rd.read_jsonl(run.path / rd.METRICS) if m.get("kind") == "epoch"]
-    best = max((m["test_acc"] for m in epochs if m.get("test_acc") is not None), default=None)
-    rate = epochs[-1].get("images_per_s") if epochs else None
-    start = run.started
-    end = run.ended if run.raw_state in rd.FINAL_STATES else None
-    elapsed = ((end or now) - start) if start else None
-    eta = None
-    if run.raw_state == "running" and epochs:
-        per_epoch = sum(m.get("epoch_s") or 0 for m in epochs) / len(epochs)
-        eta = per_epoch * max(0, run.epochs - len(epochs))
-    return {"best_acc": best, "images_per_s": rate, "elapsed": elapsed, "eta": eta}
+def run_progress(run: rd.Run, now: float | None = None) -> dict:
+    """What the runs overview shows of one run, from its status.json alone (its summary
+    for runs written before status kept progress): best accuracy so far, speed, elapsed,
+    a live ETA and the step within the epoch under way."""
+    summary = run.summary if "best_acc" not in run.status else None
+    return progress.view(run.status, run.state, summary, now)
 
 
-def runs_table(runs: list[rd.Run]) -> Table:
+def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
-                           ("Epoch", TEXT), ("Best acc", PCT), ("img/s", RATE),
-                           ("Elapsed", SECS), ("ETA", SECS)])
+                           ("Epoch", TEXT), ("Step", TEXT), ("Best acc", PCT),
+                           ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS)])
+    table.whole = {"Experiment", "Run"}
     for run in runs:
-        p = run_progress(run)
+        p = run_progress(run, now)
+        step = f"{p['step']}/{p['steps']}" if p["step"] is not None and p["steps"] else None
         table.rows.append([run.state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
-                           p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
+                           step, p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
     return table

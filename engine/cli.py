@@ -25,10 +25,14 @@ def _config_path(arg: str | None) -> Path:
 
 
 def _print_table(table: Table) -> None:
+    """Rich in a terminal; plain text, nothing cut, when piped (or without rich, as on a
+    bare GPU box)."""
     try:
         from rich.console import Console
-    except ImportError:  # a bare GPU box with torch only: Markdown reads fine too
-        print(table.to_markdown())
+    except ImportError:
+        Console = None
+    if Console is None or not sys.stdout.isatty():
+        print(table.to_text(), end="")
         return
     Console().print(table.to_rich())
 
@@ -46,6 +50,7 @@ def cmd_list(args) -> int:
             table.rows.append([group, e.name, s.task, s.model, s.dataset, str(s.epochs),
                                str(s.init or "-"), e.expect.value if e.expect else None,
                                f"{runs[0].state} {runs[0].run_id}" if runs else "-"])
+    table.whole = {"Name", "Latest"}
     if config.compares:
         table.notes.append("comparisons: " + ", ".join(config.compares))
     if config.sweeps or config.ablations:
@@ -171,11 +176,25 @@ def _find(args, ref: str) -> Path:
 
 
 def _runs_dir_loose(args) -> Path:
-    """--runs-dir, else the config's, else ./runs: status and resume work without a TOML."""
+    """--runs-dir, else the config's, else ./runs: status, resume, cancel and gallery only
+    read runs, so they work without experiments.toml and with a broken one (the runs
+    folder is then [lab] runs_dir if that much can be read, else runs/ beside the file)."""
     if args.runs_dir:
         return Path(args.runs_dir).resolve()
     path = _config_path(args.config)
-    return load(path).runs_dir() if path.exists() else Path("runs").resolve()
+    if not path.exists():
+        return Path("runs").resolve()
+    try:
+        return load(path).runs_dir()
+    except ConfigError as exc:
+        print(f"note: {exc}", file=sys.stderr)
+        from .config import tomllib
+        try:
+            lab = tomllib.loads(path.read_text(encoding="utf-8")).get("lab", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            lab = {}
+        runs = lab.get("runs_dir") if isinstance(lab, dict) else None
+        return (path.parent / (runs if isinstance(runs, str) else "runs")).resolve()
 
 
 def cmd_resume(args) -> int:

@@ -50,20 +50,21 @@ def save_figure(fig, path: Path, title: str = "") -> Path:
 def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path:
     """Loss, accuracy and learning rate per epoch; one line per run, train dashed."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     for label, run_dir in runs:
         epochs = [m for m in rd.read_jsonl(Path(run_dir) / rd.METRICS) if m.get("kind") == "epoch"]
         if not epochs:
             continue
         x = [m["epoch"] for m in epochs]
-        line = axes[0].plot(x, [m["test_loss"] for m in epochs], label=f"{label} test")[0]
-        axes[0].plot(x, [m["train_loss"] for m in epochs], "--", color=line.get_color(),
-                     label=f"{label} train")
-        axes[1].plot(x, [m["test_acc"] for m in epochs], color=line.get_color(),
-                     label=f"{label} test")
-        axes[1].plot(x, [m["train_acc"] for m in epochs], "--", color=line.get_color(),
-                     label=f"{label} train")
-        axes[2].plot(x, [m["lr"] for m in epochs], color=line.get_color(), label=label)
+        dot = "." if len(x) < 20 else ""  # a run of one or two epochs still shows
+        line = axes[0].plot(x, [m["test_loss"] for m in epochs], dot + "-",
+                            label=f"{label} test")[0]
+        color = line.get_color()
+        for ax, key in ((axes[0], "train_loss"), (axes[1], "test_acc"),
+                        (axes[1], "train_acc"), (axes[2], "lr")):
+            ax.plot(x, [m[key] for m in epochs], dot + ("--" if "train" in key else "-"),
+                    color=color, label=label if key == "lr" else
+                    f"{label} {key.split('_')[0]}")
     for ax, name in zip(axes, ("loss", "accuracy", "learning rate")):
         ax.set_xlabel("epoch")
         ax.set_title(name)
@@ -98,7 +99,7 @@ def plot_ablation(table, path: Path) -> Path:
     """Mean test accuracy per configuration with its spread over seeds, baseline on top."""
     plt = pyplot()
     rows = [r for r in table.rows if r[1] is not None]
-    fig, ax = plt.subplots(figsize=(7, 1 + 0.45 * max(1, len(rows))))
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.45 * max(1, len(rows))), layout="constrained")
     y = list(range(len(rows)))[::-1]
     ax.barh(y, [100 * r[1] for r in rows], xerr=[100 * (r[2] or 0) for r in rows],
             color=["0.6" if r[0] == "baseline" else "C0" for r in rows], capsize=3)

@@ -75,7 +75,8 @@ def save_png(items, path: Path, title: str = "", per_row: int = 5) -> Path:
 
     plt = pyplot()
     rows = -(-len(items) // per_row)
-    fig, axes = plt.subplots(rows, per_row, figsize=(2.2 * per_row, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, per_row, figsize=(2.2 * per_row, 2.5 * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, (img, true, pred) in zip(axes.flat, items):

@@ -189,32 +189,61 @@ class Run:
 
 
 def load_run(path: Path) -> Run | None:
+    """The run in `path`; None when it has no readable status.json. The summary is read
+    only for a done run (no other has one)."""
     path = Path(path)
     status = read_json(path / STATUS)
     if status is None:
         return None
+    summary = read_json(path / SUMMARY) if status.get("state") == "done" else None
     return Run(path=path, experiment=path.parent.name, run_id=path.name, status=status,
-               summary=read_json(path / SUMMARY))
+               summary=summary)
+
+
+def _run_dirs(runs_dir: Path, experiment: str | None = None):
+    if not runs_dir.is_dir():
+        return
+    for exp_dir in os.scandir(runs_dir):
+        if exp_dir.name.startswith(".") or not exp_dir.is_dir() or \
+                (experiment and exp_dir.name != experiment):
+            continue
+        for run_dir in os.scandir(exp_dir.path):
+            if not run_dir.name.startswith(".") and run_dir.is_dir():
+                yield Path(run_dir.path)
 
 
 def list_runs(runs_dir: Path, experiment: str | None = None) -> list[Run]:
-    """All runs, newest first."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    out = []
-    for exp_dir in runs_dir.iterdir():
-        if not exp_dir.is_dir() or exp_dir.name.startswith("."):
-            continue
-        if experiment and exp_dir.name != experiment:
-            continue
-        for run_dir in exp_dir.iterdir():
-            if run_dir.is_dir() and not run_dir.name.startswith("."):
-                run = load_run(run_dir)
-                if run is not None:
-                    out.append(run)
+    """All runs (of one experiment, sweep or ablation if named), newest first."""
+    out = [run for d in _run_dirs(Path(runs_dir), experiment) if (run := load_run(d))]
     out.sort(key=lambda r: r.run_id, reverse=True)
     return out
+
+
+class RunScanner:
+    """list_runs for a poller: a run's status.json (and summary.json) is read again only
+    when its size or modification time changed, so that a poll of a thousand quiet runs
+    costs a thousand stat calls, not a thousand reads."""
+
+    def __init__(self, runs_dir: Path):
+        self.runs_dir = Path(runs_dir)
+        self.cache: dict[Path, tuple[tuple, Run]] = {}
+
+    def scan(self) -> list[Run]:
+        out, seen = [], {}
+        for d in _run_dirs(self.runs_dir):
+            try:
+                st = os.stat(d / STATUS)
+            except OSError:
+                continue
+            sig = (st.st_mtime_ns, st.st_size)
+            cached = self.cache.get(d)
+            run = cached[1] if cached and cached[0] == sig else load_run(d)
+            if run is not None:
+                seen[d] = (sig, run)
+                out.append(run)
+        self.cache = seen
+        out.sort(key=lambda r: r.run_id, reverse=True)
+        return out
 
 
 def read_config(run_dir: Path) -> dict:

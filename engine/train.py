@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, launch, tasks
+from . import checkpoint, launch, progress, tasks
 from . import rundir as rd
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
@@ -98,10 +98,11 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
     run_dir = Path(run_dir)
     log = RunLog(run_dir, echo)
     status = rd.read_json(run_dir / rd.STATUS) or {}
-    status.update(state="running", ended=None, error=None, epochs=s.epochs,
-                  **launch.current().identity())
+    status.update(state="running", error=None, epochs=s.epochs, **launch.current().identity())
     if not (resume and status.get("started")):
         status["started"] = rd.now_iso()
+    progress.start_segment(status, resume)
+    status["ended"] = None
     rd.atomic_write_json(run_dir / rd.STATUS, status)
     stop = Stop()
     stop.install()
@@ -190,17 +191,18 @@ class Run:
                 self.ema.averaged.load_state_dict(state.ema)
             first, best, self.plateau = state.epoch + 1, (state.best_value, state.best_epoch), \
                 state.plateau
-            _trim_metrics(self.dir / rd.METRICS, state.epoch)
-            self.log(f"resume: from epoch {state.epoch} checkpoint")
-        elif resume:
-            _trim_metrics(self.dir / rd.METRICS, 0)
-            self.log("resume: no checkpoint yet, starting from epoch 1")
+        if resume:
+            _trim_metrics(self.dir / rd.METRICS, first - 1)
+            self.log(f"resume: from epoch {first - 1} checkpoint" if state is not None else
+                     "resume: no checkpoint yet, starting from epoch 1")
         total, trainable = count_params(self.model)
         gpu = torch.cuda.get_device_name(self.device) if cuda else None
         self.status.update(device=str(self.device), gpu=gpu, params_total=total,
                            params_trainable=trainable, epoch=first - 1)
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
         self.steps_per = steps_per_epoch(len(self.data.train), s.batch_size)
+        done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
+        self.progress = progress.Progress(self.status, s.epochs, self.steps_per, done)
         self.log(f"model: {s.model}, {total:,} parameters, {trainable:,} trainable; task "
                  f"{s.task}; device {gpu or self.device}; {self.steps_per} steps/epoch of "
                  f"{self.task.images_per_step(s.batch_size)} images")
@@ -224,6 +226,7 @@ class Run:
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.synchronize(device)
         t0 = time.time()
+        self.progress.start_epoch()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen, lr = 0, s.lr
@@ -244,6 +247,8 @@ class Run:
             seen += y.numel()
             if (step + 1) % s.log_every == 0:
                 self.log_step(epoch, step, i, loss.item(), lr)
+            if self.progress.step(i + 1):
+                rd.atomic_write_json(self.dir / rd.STATUS, self.status)
             if self.stop.signal is not None:
                 break
         if device.type == "cuda":
@@ -293,7 +298,7 @@ class Run:
             self.model.state_dict(), self.opt.state_dict(), epoch, best[0], best[1],
             self.plateau, self.ema.averaged.state_dict() if self.ema is not None else None,
         ).save(self.ckpt_dir / "last.pt")
-        self.status["epoch"] = epoch
+        self.progress.end_epoch(record)
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
         mem = f", {record['gpu_mem_peak_mb']:.0f} MiB" if cuda else ""
         self.log(f"epoch {epoch}/{s.epochs}: train loss {result.train_loss:.4f} acc "

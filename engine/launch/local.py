@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -84,9 +85,13 @@ class LocalExecutor:
         project_root = str(Path(__file__).resolve().parent.parent.parent)
         env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
         with open(out, "wb") as f:
-            subprocess.Popen([sys.executable, "-m", "engine", *argv], stdin=subprocess.DEVNULL,
-                             stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                             cwd=str(cwd), env=env)
+            proc = subprocess.Popen([sys.executable, "-m", "engine", *argv],
+                                    stdin=subprocess.DEVNULL, stdout=f,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    cwd=str(cwd), env=env)
+        # Reap it when it ends, so that a long-lived launcher (the app) keeps no <defunct>
+        # children; the daemon thread dies with the launcher, the job does not.
+        threading.Thread(target=proc.wait, daemon=True, name=f"reap-{tag}").start()
         return out
 
     def identity(self) -> dict:
