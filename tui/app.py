@@ -114,13 +114,14 @@ class RotundaApp(App):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         views = self.views
-        if not views or not all(v.is_attached for v in views):
-            return  # quitting: the widgets are going away
+        if not views:
+            return  # quitting: the widgets are gone
         before, snap = self.snapshot, message.snapshot
         self.snapshot, self.poll_error = snap, None
         for view in views:
             view.consume(snap)
-        self.query_one(GpuBar).show(snap)
+        for bar in self.query(GpuBar):  # none while quitting
+            bar.show(snap)
         if before.config_version and snap.config_version != before.config_version:
             self.notify(snap.config_error or "experiments.toml reloaded",
                         severity="error" if snap.config_error else "information")

@@ -26,7 +26,7 @@ def gallery_text(run_dir: str, width: int) -> Text:
     try:
         proc = subprocess.run([sys.executable, "-m", "engine", "gallery", run_dir, "--ansi",
                                "--width", str(width)], capture_output=True, text=True,
-                              env=env, timeout=TIMEOUT_S)
+                              env=env, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise RunError(f"gallery: the engine did not answer in {TIMEOUT_S} s") from None
     if proc.returncode != 0:

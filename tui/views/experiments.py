@@ -36,6 +36,8 @@ def dependency_state(e, rows) -> tuple[str | None, str]:
 
 
 def starts_from(e, rows):
+    """The Starts-from cell: random init, the dependency and its state, or a file or
+    pretrained weights."""
     if not e.settings.init:
         return "random"
     if e.needs:
@@ -98,8 +100,8 @@ def experiment_detail(config, name: str, rows) -> str:
                      if k not in ("group",)) or "defaults only"
     lines = [f"[b]{e.title}[/b]  ({e.name})", e.description or "",
              f"[dim]settings:[/dim] {keys}",
-             f"[dim]trains:[/dim] {', '.join(s.train_layers)}; batch {s.batch_size}, "
-             f"{s.optimizer} lr {s.lr:g}, {s.schedule}"]
+             (f"[dim]trains:[/dim] {', '.join(s.train_layers)}; batch {s.batch_size}, "
+              f"{s.optimizer} lr {s.lr:g}, {s.schedule}")]
     if e.expect:
         lines.append(f"[dim]expected:[/dim] {e.expect.metric} about {fmt(e.expect.value, PCT)}")
     dep, dep_state = dependency_state(e, rows)
