@@ -4,10 +4,11 @@ Regenerate after an intended change: python -m pytest tests/test_snapshots.py --
 """
 import json
 import math
+import statistics
 
 import pytest
-
 from conftest import TINY
+
 from engine import rundir as rd
 from tui.app import RotundaApp
 
@@ -17,7 +18,10 @@ def write_run(runs, exp, run_id, state, epochs, acc0, error=None):
     (d / "checkpoints").mkdir(parents=True)
     status = {"state": state, "experiment": exp, "run_id": run_id, "pid": 1, "host": "elsewhere",
               "started": "2026-11-25T10:00:00+00:00", "ended": "2026-11-25T10:03:25+00:00",
-              "error": error, "epoch": epochs, "epochs": 4}
+              "error": error, "epoch": epochs, "epochs": 4,
+              # progress as the trainer keeps it after each epoch (engine/progress.py)
+              "steps": 10, "step": 0, "best_acc": acc0 + 0.08 * epochs, "epoch_s": 50.0,
+              "images_per_s": statistics.median(300.0 + 10 * e for e in range(1, epochs + 1))}
     (d / rd.STATUS).write_text(json.dumps(status))
     lines = []
     for e in range(1, epochs + 1):

@@ -20,6 +20,8 @@ class RunRow:
     run_id: str
     epoch: int
     epochs: int
+    step: int | None  # within the epoch under way, while running
+    steps: int | None
     best_acc: float | None
     images_per_s: float | None
     elapsed: float | None

@@ -1,9 +1,10 @@
 """The app's eyes, as plain Python: testable without Textual, and free of torch.
 
 The app's worker thread calls `Watcher.poll()` a few times a second and posts the frozen
-Snapshot it returns; every file the app shows is read here, never on the event loop. The
-UI thread only tells the watcher what is selected (select_run, select_compare,
-ask_reload), under a lock.
+Snapshot it returns; every file the app shows is read here, never on the event loop:
+status files (only those that changed), the selected run's metrics and log, and the
+runs behind the selected comparison when something changed. The UI thread only tells
+the watcher what is selected (select_run, select_compare, ask_reload), under a lock.
 """
 from __future__ import annotations
 
@@ -78,12 +79,12 @@ class SeriesBuffer:
         return self._frozen
 
 
-def run_row(run: rd.Run, epochs: list[dict], now: float) -> RunRow:
-    p = run_progress(run, epochs, now)
+def run_row(run: rd.Run, now: float) -> RunRow:
+    p = run_progress(run, now)
     summary = MappingProxyType(dict(run.summary)) if run.summary else None
     return RunRow(str(run.path), run.state, run.raw_state, run.experiment, run.run_id,
-                  run.epoch, run.epochs, p["best_acc"], p["images_per_s"], p["elapsed"],
-                  p["eta"], run.status.get("error"), summary)
+                  run.epoch, run.epochs, p["step"], p["steps"], p["best_acc"],
+                  p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary)
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:
@@ -105,7 +106,8 @@ class Watcher:
 
     def __init__(self, lab: Lab, gpu: GpuMonitor):
         self.lab, self.gpu = lab, gpu
-        self.buffers: dict[str, SeriesBuffer] = {}
+        self._scanner: rd.RunScanner | None = None
+        self._buffer: SeriesBuffer | None = None  # the selected run's metrics
         self._last_rows: tuple = ()
         self._compare: CompareData | None = None
         self._compare_config = None  # the Config that _compare was computed from
@@ -161,24 +163,29 @@ class Watcher:
                                          self._want_compare)
             lines = tuple(b.decode("utf-8", "replace") for b in tail.read_lines()) \
                 if tail else ()
-        buffer = self.buffers.get(selected)
         return Snapshot(
             config=self.lab.config, config_error=self.lab.error,
             config_version=self.lab.version, runs_dir=runs_dir, rows=rows,
-            runs_changed=changed, series=buffer.frozen() if buffer else None,
+            runs_changed=changed, series=self._series(selected),
             log_lines=lines, log_gen=gen, compare=self._compare_for(want, changed, runs_dir),
             gpus=self.gpu.read(), gpu_error=self.gpu.error)
 
-    def _read_runs(self, runs_dir, now: float) -> tuple[RunRow, ...]:
-        runs = rd.list_runs(runs_dir)
-        self.buffers = {str(r.path): self.buffers.get(str(r.path)) or SeriesBuffer(str(r.path))
-                        for r in runs}  # a run deleted from disk is forgotten
-        rows = []
-        for run in runs:
-            buffer = self.buffers[str(run.path)]
-            buffer.read()
-            rows.append(run_row(run, buffer.epochs, now))
-        return tuple(rows)
+    def _read_runs(self, runs_dir: Path, now: float) -> tuple[RunRow, ...]:
+        """Every run from its status.json alone (re-read only when it changed)."""
+        if self._scanner is None or self._scanner.runs_dir != runs_dir:
+            self._scanner = rd.RunScanner(runs_dir)
+        return tuple(run_row(run, now) for run in self._scanner.scan())
+
+    def _series(self, key: str | None) -> Series | None:
+        """The selected run's curves: its metrics.jsonl read on from where the last poll
+        stopped (from the start for a newly selected run)."""
+        if key is None:
+            self._buffer = None
+            return None
+        if self._buffer is None or self._buffer.key != key:
+            self._buffer = SeriesBuffer(key)
+        self._buffer.read()
+        return self._buffer.frozen()
 
     def _compare_for(self, want: str | None, stale: bool, runs_dir) -> CompareData | None:
         """The wanted comparison (the first one until the UI says), computed again only

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from engine import rundir as rd
-from engine.analysis import PCT, RATE, SECS, fmt, runs_table
+from engine.analysis import fmt, runs_table
 from engine.launch import cancel, resume_detached
 
 from ..notices import reported
@@ -18,14 +18,15 @@ from ..snapshot import RunRow, Snapshot
 from .base import View, matches, restore_cursor, selected_key, state_text
 from .run import RunView
 
-COLUMNS = [name for name, _ in runs_table([]).columns]
+COLUMNS = runs_table([]).columns  # (name, format): the same table as `engine status`
 RESUMABLE = ("lost", "cancelled", "failed", "diverged")
 
 
 def run_cells(r: RunRow) -> list:
-    return [state_text(r.state), r.experiment, r.run_id, f"{r.epoch}/{r.epochs}",
-            fmt(r.best_acc, PCT), fmt(r.images_per_s, RATE), fmt(r.elapsed, SECS),
-            fmt(r.eta, SECS)]
+    step = f"{r.step}/{r.steps}" if r.step is not None and r.steps else None
+    values = [r.experiment, r.run_id, f"{r.epoch}/{r.epochs}", step, r.best_acc,
+              r.images_per_s, r.elapsed, r.eta]
+    return [state_text(r.state), *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
 
 
 class RunsView(View):
@@ -40,7 +41,7 @@ class RunsView(View):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        for name in COLUMNS:
+        for name, _ in COLUMNS:
             table.add_column(name, key=name)
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
@@ -64,7 +65,7 @@ class RunsView(View):
             return
         for r in rows:
             if r.state in rd.LIVE_STATES:
-                for col, cell in zip(COLUMNS, run_cells(r)):
+                for (col, _), cell in zip(COLUMNS, run_cells(r)):
                     table.update_cell(r.key, col, cell)
 
     def selected_run(self) -> str | None:
