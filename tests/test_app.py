@@ -3,8 +3,8 @@ import asyncio
 import time
 
 import pytest
-
 from conftest import TINY, engine
+
 from engine import rundir as rd
 from engine.analysis import PCT, SECS, fmt
 from tui.app import RotundaApp
@@ -67,9 +67,11 @@ async def test_launch_watch_done_and_compare(fast_config):
         summary = rd.read_json(rd.Path(row.key) / rd.SUMMARY)
         await pilot.press("2")
         assert app.query_one("TabbedContent").active == "runs"
-        cells = cell_texts(app.query_one("#runs-table"), row.key)
-        assert cells[0] == "done" and cells[1] == "scratch" and cells[3] == "2/2"
-        assert cells[4] == fmt(max(m["test_acc"] for m in rd.read_jsonl(rd.Path(row.key) / rd.METRICS)
+        runs = app.query_one("#runs-table")
+        cells = dict(zip([str(c.label) for c in runs.columns.values()], cell_texts(runs, row.key)))
+        assert cells["State"] == "done" and cells["Experiment"] == "scratch"
+        assert cells["Epoch"] == "2/2"
+        assert cells["Best acc"] == fmt(max(m["test_acc"] for m in rd.read_jsonl(rd.Path(row.key) / rd.METRICS)
                                    if m["kind"] == "epoch"), PCT)
         await pilot.press("enter")  # open the run: plots and log
         await wait_until(pilot, lambda: app.query_one("#run-log").line_count > 3)
