@@ -61,6 +61,9 @@ def of(status: dict) -> Executor:
 
 
 def is_alive(status: dict) -> bool | None:
+    """None when it cannot be told here (another host, an executor this install lacks)."""
+    if (status.get("executor") or "local") not in EXECUTORS:
+        return None
     return of(status).alive(status)
 
 

@@ -192,3 +192,17 @@ def test_device_cuda_without_a_gpu_fails_the_run_in_one_line(tiny_config):
     assert run.state == "failed"
     assert run.status["error"] == ('device = "cuda" but no CUDA device is available '
                                    '(use device = "auto" or "cpu")')
+
+
+def test_ema_run_checkpoints_the_averaged_weights(tiny_config):
+    from conftest import engine
+    from engine import rundir as rd
+
+    engine("run", "scratch", "--set", "epochs=1", "--set", "ema=0.9", "--set", "tta=true",
+           "--config", tiny_config, check=True)
+    run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0].path
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"]
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert "ema" in last and "n_averaged" in last["ema"]
+    assert torch.equal(best["fc.weight"], last["ema"]["module.fc.weight"])
+    assert not torch.equal(best["fc.weight"], last["model"]["fc.weight"])

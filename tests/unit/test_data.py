@@ -1,4 +1,5 @@
 """Datasets, subsets and batch augmentation, on real tensors and files the tests write."""
+from engine.data import per_class_subset
 import pickle
 
 import pytest
@@ -155,3 +156,12 @@ def test_conventional_pipeline_sees_the_engines_pixels(tmp_path):
     x, y = ds[7]
     assert y == int(data.train.y[7])
     assert torch.allclose(x, norm(data.train.x[7:8])[0], atol=1e-5)
+
+
+def test_per_class_subset_exact_deterministic_nested():
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    small, big = per_class_subset(labels, 5), per_class_subset(labels, 15)
+    assert torch.bincount(labels[small]).tolist() == [5, 5, 5]
+    assert torch.equal(small, per_class_subset(labels, 5))
+    assert set(small.tolist()) <= set(big.tolist())
+    assert torch.bincount(labels[per_class_subset(labels, 25)]).tolist() == [25, 25, 20]

@@ -31,3 +31,32 @@ def test_sweep_expands_to_the_product_of_its_axes(tmp_path):
             load(path)
         assert message in str(err.value) and "[sweep.lrs]" in str(err.value)
         assert str(err.value).startswith(f"{path}:")
+
+
+ABLATION = TINY + """
+[ablation.ab]
+base = "scratch"
+mode = "MODE"
+seeds = 2
+components = { a = { cutout = 4 }, b = { label_smoothing = 0.1 }, c = { tta = true } }
+"""
+
+
+def test_ablation_modes_expand_to_the_right_configurations(tmp_path):
+    path = tmp_path / "experiments.toml"
+    expected = {
+        "add_one": ["baseline", "+a", "+b", "+c"],
+        "remove_one": ["baseline", "full", "full-a", "full-b", "full-c"],
+        "all": ["baseline", "+a", "+b", "+c", "+a+b", "+a+c", "+b+c", "full"],
+    }
+    for mode, labels in expected.items():
+        path.write_text(ABLATION.replace("MODE", mode))
+        ab = load(path).ablations["ab"]
+        configs = ab.configs()
+        assert [label for label, _ in configs] == labels
+        assert len(ab.points()) == 2 * len(labels)  # two seeds each
+        overrides = dict(configs)
+        assert overrides["baseline"] == []
+        if "full-b" in overrides:
+            assert overrides["full-b"] == ["cutout=4", "tta=true"]
+    assert ab.points()[1] == ("baseline seed=1", "scratch", ["seed=1"])
