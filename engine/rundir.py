@@ -220,30 +220,69 @@ def list_runs(runs_dir: Path, experiment: str | None = None) -> list[Run]:
 
 
 class RunScanner:
-    """list_runs for a poller: a run's status.json (and summary.json) is read again only
-    when its size or modification time changed, so that a poll of a thousand quiet runs
-    costs a thousand stat calls, not a thousand reads."""
+    """list_runs for a poller, at a cost that follows what changed, not how many runs
+    there are: an experiment folder is listed again only when its modification time
+    moved (a run was added); a live run's status.json is read again only when its size or
+    modification time moved; a finished run's is checked only every RECHECK_FINAL_S (it
+    changes only when someone resumes it), or on scan(full=True)."""
+
+    RECHECK_FINAL_S = 5.0
 
     def __init__(self, runs_dir: Path):
         self.runs_dir = Path(runs_dir)
-        self.cache: dict[Path, tuple[tuple, Run]] = {}
+        self._top: int | None = None
+        self._exps: list[str] = []
+        self._listed: dict[str, tuple[int, list[str]]] = {}  # exp dir -> (mtime, run dirs)
+        self._cache: dict[str, tuple[tuple, Run]] = {}  # run dir -> (stat signature, Run)
+        self._checked = -math.inf
 
-    def scan(self) -> list[Run]:
-        out, seen = [], {}
-        for d in _run_dirs(self.runs_dir):
+    def scan(self, full: bool = False) -> list[Run]:
+        now = time.monotonic()
+        full = full or now - self._checked >= self.RECHECK_FINAL_S
+        if full:
+            self._checked = now
+        out, cache = [], {}
+        for d in self._run_dirs():
+            cached = self._cache.get(d)
+            if cached and not full and cached[1].raw_state in FINAL_STATES:
+                cache[d] = cached
+                out.append(cached[1])
+                continue
             try:
-                st = os.stat(d / STATUS)
+                st = os.stat(os.path.join(d, STATUS))
             except OSError:
                 continue
             sig = (st.st_mtime_ns, st.st_size)
-            cached = self.cache.get(d)
-            run = cached[1] if cached and cached[0] == sig else load_run(d)
+            run = cached[1] if cached and cached[0] == sig else load_run(Path(d))
             if run is not None:
-                seen[d] = (sig, run)
+                cache[d] = (sig, run)
                 out.append(run)
-        self.cache = seen
+        self._cache = cache
         out.sort(key=lambda r: r.run_id, reverse=True)
         return out
+
+    def _run_dirs(self) -> list[str]:
+        try:
+            top = os.stat(self.runs_dir).st_mtime_ns
+        except OSError:
+            return []
+        if top != self._top:
+            self._top = top
+            self._exps = [e.path for e in os.scandir(self.runs_dir)
+                          if not e.name.startswith(".") and e.is_dir()]
+        dirs: list[str] = []
+        for exp in self._exps:
+            try:
+                mtime = os.stat(exp).st_mtime_ns
+            except OSError:
+                continue
+            listed = self._listed.get(exp)
+            if listed is None or listed[0] != mtime:
+                listed = (mtime, [e.path for e in os.scandir(exp)
+                                  if not e.name.startswith(".") and e.is_dir()])
+                self._listed[exp] = listed
+            dirs += listed[1]
+        return dirs
 
 
 def read_config(run_dir: Path) -> dict:

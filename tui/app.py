@@ -103,9 +103,13 @@ class RotundaApp(App):
     @work(thread=True, exclusive=True, group="watch")
     def watch_lab(self) -> None:
         worker = get_current_worker()
+        posted = None
         while not worker.is_cancelled:
             try:
-                self.post_message(SnapshotReady(self.watcher.poll()))
+                snap = self.watcher.poll()
+                if posted is None or snap.news_since(posted):  # idle: no message at all
+                    self.post_message(SnapshotReady(snap))
+                    posted = snap
             except OSError as exc:  # a run folder removed mid-read: the next poll rereads
                 self.log.warning(f"poll: {exc}")
             except RotundaError as exc:

@@ -86,3 +86,15 @@ class Snapshot:
 
     def row(self, key: str | None) -> RunRow | None:
         return next((r for r in self.rows if r.key == key), None)
+
+    def news_since(self, other: "Snapshot") -> bool:
+        """Whether this shows anything `other` did not: with no run live and nothing
+        selected changing, a poll finds nothing new and the UI need not hear of it."""
+        return not (
+            not self.log_lines and not self.runs_changed and self.log_gen == other.log_gen
+            and self.series is other.series and self.compare is other.compare
+            and self.config_version == other.config_version
+            and self.config_error == other.config_error and self.runs_dir == other.runs_dir
+            and self.gpus == other.gpus and self.gpu_error == other.gpu_error
+            and len(self.rows) == len(other.rows)
+            and all(a is b for a, b in zip(self.rows, other.rows)))

@@ -118,6 +118,8 @@ class Watcher:
         self._log_tail: rd.FileTail | None = None
         self._want_compare: str | None = None
         self._reload = False
+        self._full = False  # re-read finished runs' status too (after a resume)
+        self._rows: dict[str, tuple] = {}  # run dir -> (Run, its RunRow)
 
     # ------------------------------------------------------------ called by the UI thread
     def select_run(self, key: str | None) -> int:
@@ -137,6 +139,13 @@ class Watcher:
             self._want_compare = name
         self._wake.set()
 
+    def rescan(self) -> None:
+        """Read every run's status again at the next poll, the finished ones too (the
+        UI just resumed one)."""
+        with self._lock:
+            self._full = True
+        self._wake.set()
+
     def ask_reload(self) -> None:
         with self._lock:
             self._reload = True
@@ -152,9 +161,10 @@ class Watcher:
         now = now or time.time()
         with self._lock:
             force, self._reload = self._reload, False
+            full, self._full = self._full, False
         self.lab.refresh(force)
         runs_dir = self.lab.runs_dir
-        rows = self._read_runs(runs_dir, now)
+        rows = self._read_runs(runs_dir, now, full or force)
         changed = [(r.key, r.state, r.epoch) for r in rows] != \
             [(r.key, r.state, r.epoch) for r in self._last_rows]
         self._last_rows = rows
@@ -170,11 +180,20 @@ class Watcher:
             log_lines=lines, log_gen=gen, compare=self._compare_for(want, changed, runs_dir),
             gpus=self.gpu.read(), gpu_error=self.gpu.error)
 
-    def _read_runs(self, runs_dir: Path, now: float) -> tuple[RunRow, ...]:
-        """Every run from its status.json alone (re-read only when it changed)."""
+    def _read_runs(self, runs_dir: Path, now: float, full: bool) -> tuple[RunRow, ...]:
+        """Every run from its status.json alone (re-read only when it changed); a
+        finished run's row is made once, a live run's every poll (its clock moves)."""
         if self._scanner is None or self._scanner.runs_dir != runs_dir:
-            self._scanner = rd.RunScanner(runs_dir)
-        return tuple(run_row(run, now) for run in self._scanner.scan())
+            self._scanner, self._rows = rd.RunScanner(runs_dir), {}
+        rows, kept = [], {}
+        for run in self._scanner.scan(full):
+            old = self._rows.get(str(run.path))
+            row = old[1] if old and old[0] is run and run.raw_state in rd.FINAL_STATES \
+                else run_row(run, now)
+            kept[str(run.path)] = (run, row)
+            rows.append(row)
+        self._rows = kept
+        return tuple(rows)
 
     def _series(self, key: str | None) -> Series | None:
         """The selected run's curves: its metrics.jsonl read on from where the last poll

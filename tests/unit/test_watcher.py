@@ -116,3 +116,31 @@ def test_rows_and_compare_follow_the_runs_and_the_selection(lab):
     assert watcher.poll().compare.name == "side"
     watcher.select_run(None)
     assert watcher.poll().series is None
+
+
+def test_a_quiet_lab_has_no_news_and_a_changed_status_has(tmp_path):
+    """With nothing live, a poll finds nothing new (the app then posts nothing: an idle
+    app costs next to no CPU however many runs there are); a finished run's status read
+    again on a full scan, and a new run, are news."""
+    cfg = tmp_path / "experiments.toml"
+    cfg.write_text(TINY)
+    runs = tmp_path / "runs" / "scratch"
+    for i in range(3):
+        (runs / f"20261125-10000{i}-aaaa").mkdir(parents=True)
+        (runs / f"20261125-10000{i}-aaaa" / rd.STATUS).write_text(json.dumps(
+            {"state": "done", "epoch": 4, "epochs": 4, "best_acc": 0.5}))
+    watcher = Watcher(Lab(cfg), GpuMonitor(enabled=False))
+    first = watcher.poll()
+    second = watcher.poll()
+    assert len(second.rows) == 3 and not second.news_since(first)
+    assert all(a is b for a, b in zip(first.rows, second.rows))
+    (runs / "20261125-100000-aaaa" / rd.STATUS).write_text(json.dumps(
+        {"state": "cancelled", "epoch": 2, "epochs": 4}))
+    watcher.rescan()  # as the app does after it resumes a run
+    third = watcher.poll()
+    assert third.news_since(second) and third.row(str(runs / "20261125-100000-aaaa")).state \
+        == "cancelled"
+    (runs / "20261125-100009-bbbb").mkdir()
+    (runs / "20261125-100009-bbbb" / rd.STATUS).write_text(json.dumps({"state": "queued"}))
+    fourth = watcher.poll()
+    assert fourth.news_since(third) and len(fourth.rows) == 4

@@ -35,6 +35,7 @@ class RunsView(View):
             Binding("r", "resume_run", "Resume run", show=False))
 
     filter_text = ""
+    shown: dict = {}  # run key -> the cells on screen
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -59,14 +60,18 @@ class RunsView(View):
         if structure_changed or [r.key for r in rows] != [k.value for k in table.rows]:
             selected = selected_key(table)
             table.clear()
+            self.shown = {r.key: run_cells(r) for r in rows}
             for r in rows:
-                table.add_row(*run_cells(r), key=r.key)
+                table.add_row(*self.shown[r.key], key=r.key)
             restore_cursor(table, selected)
             return
         for r in rows:
-            if r.state in rd.LIVE_STATES:
-                for (col, _), cell in zip(COLUMNS, run_cells(r)):
-                    table.update_cell(r.key, col, cell)
+            if r.state in rd.LIVE_STATES:  # only the cells whose text moved
+                cells, old = run_cells(r), self.shown.get(r.key, ())
+                for i, ((col, _), cell) in enumerate(zip(COLUMNS, cells)):
+                    if i >= len(old) or str(cell) != str(old[i]):
+                        table.update_cell(r.key, col, cell)
+                self.shown[r.key] = cells
 
     def selected_run(self) -> str | None:
         return selected_key(self.query_one("#runs-table", DataTable))
@@ -104,4 +109,5 @@ class RunsView(View):
             return
         with reported(self, f"cannot resume {r.experiment}/{r.run_id}"):
             resume_detached(Path(r.key), self.snap.runs_dir)
+            self.app.watcher.rescan()  # its status changes from a finished state
             self.notify(f"resuming {r.experiment}/{r.run_id} from its last checkpoint")
