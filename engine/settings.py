@@ -259,6 +259,24 @@ def apply_overrides(settings: Settings, overrides: list[str]) -> Settings:
     return out
 
 
+def override_errors(settings: Settings, overrides: list[str]) -> list[str]:
+    """Every mistake in a list of overrides, one line each (apply_overrides stops at the
+    first): for a dialog that lists them all and stays open."""
+    errors, good = [], []
+    for text in overrides:
+        try:
+            apply_overrides(settings, [text])
+            good.append(text)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if not errors:
+        try:
+            apply_overrides(settings, good)
+        except ConfigError as exc:  # each is fine alone, not together
+            errors.append(str(exc))
+    return errors
+
+
 def settings_dict(s: Settings) -> dict:
     """Settings as plain TOML-ready values (config.toml's [settings] table)."""
     return {f: (v.to_toml() if hasattr(v, "to_toml") else list(v) if isinstance(v, tuple)

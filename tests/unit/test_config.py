@@ -80,3 +80,12 @@ def test_project_experiments_file_is_valid():
     with pytest.raises(ConfigError, match='did you mean "part1"'):
         cfg.experiment("part_1")
 
+
+
+def test_every_bad_override_is_reported_not_just_the_first():
+    from engine.settings import override_errors
+
+    assert override_errors(Settings(), ["epochs=abc", "foo=1", "lr=0.1"]) == [
+        "--set epochs=abc: epochs must be an integer, got 'abc'",
+        "--set foo=1: unknown key 'foo'"]
+    assert override_errors(Settings(), ["epochs=3", "lr=0.05"]) == []
