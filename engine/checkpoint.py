@@ -54,13 +54,15 @@ class TrainState:
     best_epoch: int = 0
     plateau: Plateau = field(default_factory=Plateau)
     ema: dict | None = None
+    task: dict | None = None  # the task's own state: heads, momentum copies, queues
 
     def save(self, path: Path) -> None:
         save({"model": self.model, "optimizer": self.optimizer, "epoch": self.epoch,
               "best_value": math.inf if self.best_value is None else self.best_value,
               "best_epoch": self.best_epoch, "plateau_factor": self.plateau.factor,
               "plateau_bad": self.plateau.bad, "plateau_best": self.plateau.best,
-              **({"ema": self.ema} if self.ema is not None else {})}, path)
+              **({"ema": self.ema} if self.ema is not None else {}),
+              **({"task": self.task} if self.task else {})}, path)
 
     @classmethod
     def load(cls, path: Path) -> "TrainState":
@@ -69,7 +71,7 @@ class TrainState:
             best = float(d.get("best_value", d.get("best_loss")))  # best_loss: before 0.2
             return cls(model=d["model"], optimizer=d["optimizer"], epoch=int(d["epoch"]),
                        best_value=None if math.isinf(best) else best,
-                       best_epoch=int(d["best_epoch"]), ema=d.get("ema"),
+                       best_epoch=int(d["best_epoch"]), ema=d.get("ema"), task=d.get("task"),
                        plateau=Plateau(float(d["plateau_factor"]), int(d["plateau_bad"]),
                                        float(d["plateau_best"])))
         except (KeyError, TypeError, ValueError) as exc:

@@ -72,8 +72,10 @@ def cmd_run(args) -> int:
               f"(log: {run_dir / rd.LOG})", file=sys.stderr)
         return 1
     summary = rd.read_json(run_dir / rd.SUMMARY) or {}
-    print(f"{args.name}: done; test acc {fmt(summary.get('test_acc_at_best'), PCT)} at epoch "
-          f"{summary.get('best_epoch')} (lowest test loss); run {run_dir}")
+    head = summary.get("headline", "test_acc")
+    print(f"{args.name}: done; {head.replace('_', ' ')} "
+          f"{fmt(summary.get(head + '_at_best'), PCT)} at epoch {summary.get('best_epoch')} "
+          f"({summary.get('best_means', 'lowest test loss')}); run {run_dir}")
     return 0
 
 

@@ -20,14 +20,15 @@ WRITE_EVERY_S = 2.0
 class Progress:
     """The trainer's side: keeps the status dict's progress fields current."""
 
-    def __init__(self, status: dict, epochs: int, steps: int, done: list[dict]):
-        self.status, self.epochs, self.steps = status, epochs, steps
+    def __init__(self, status: dict, epochs: int, steps: int, done: list[dict],
+                 headline: str = "test_acc"):
+        self.status, self.epochs, self.steps, self.headline = status, epochs, steps, headline
         self.done = list(done)  # the epoch records so far (after a resume, from metrics)
         self.epoch_t0 = self.written = time.time()
         status.update(steps=steps, step=0, **self._summary())
 
     def _summary(self) -> dict:
-        accs = [m["test_acc"] for m in self.done if m.get("test_acc") is not None]
+        accs = [m[self.headline] for m in self.done if m.get(self.headline) is not None]
         rates = [m["images_per_s"] for m in self.done if m.get("images_per_s")]
         secs = [m["epoch_s"] for m in self.done if m.get("epoch_s")]
         return {"best_acc": max(accs, default=None),

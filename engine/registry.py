@@ -54,6 +54,9 @@ class TaskSpec:
     # Mirroring a test image keeps its label (false for rotation: a flip changes which
     # quarter turn an image shows), so flip test-time augmentation is allowed.
     mirror_keeps_label: bool = True
+    # It trains the backbone's features without labels (SimCLR, BYOL, ...): no test loss
+    # or accuracy, its best epoch is picked by the k-NN monitor.
+    trains_features: bool = False
 
 
 TASKS = {t.name: t for t in (
@@ -64,6 +67,41 @@ TASKS = {t.name: t for t in (
                              help="all4: every image in all four rotations per step; "
                                   "random: one random rotation each")},
              mirror_keeps_label=False),
+    TaskSpec("simclr", "SimCLR (Chen et al. 2020): two views, projection head, NT-Xent",
+             {"temperature": Option(0.2, minimum=0.0, help="NT-Xent temperature"),
+              "hidden": Option(2048, minimum=1, help="projection head's hidden width"),
+              "dim": Option(128, minimum=1, help="projection size")},
+             trains_features=True),
+    TaskSpec("moco", "MoCo v2 (Chen et al. 2020): momentum key encoder, a queue of "
+             "negatives, InfoNCE",
+             {"temperature": Option(0.2, minimum=0.0, help="InfoNCE temperature"),
+              "queue": Option(4096, minimum=1, help="negatives kept from earlier batches"),
+              "momentum": Option(0.99, minimum=0.0, help="key encoder's EMA decay"),
+              "hidden": Option(2048, minimum=1), "dim": Option(128, minimum=1)},
+             trains_features=True),
+    TaskSpec("byol", "BYOL (Grill et al. 2020): online and EMA target networks, predictor, "
+             "symmetric loss",
+             {"momentum": Option(0.99, minimum=0.0, help="target EMA decay at the start; "
+                                 "rises to 1 on a cosine schedule"),
+              "hidden": Option(4096, minimum=1), "dim": Option(256, minimum=1)},
+             trains_features=True),
+    TaskSpec("dino", "DINO (Caron et al. 2021): student and EMA teacher, centring and "
+             "sharpening",
+             {"out_dim": Option(2048, minimum=1, help="prototypes"),
+              "hidden": Option(2048, minimum=1), "bottleneck": Option(256, minimum=1),
+              "student_temp": Option(0.1, minimum=0.0),
+              "teacher_temp": Option(0.04, minimum=0.0, help="after the warm-up"),
+              "warmup_teacher_temp": Option(0.04, minimum=0.0),
+              "warmup_teacher_epochs": Option(0, minimum=0),
+              "momentum": Option(0.996, minimum=0.0, help="teacher EMA decay at the start; "
+                                 "rises to 1 on a cosine schedule"),
+              "center_momentum": Option(0.9, minimum=0.0)},
+             trains_features=True),
+    TaskSpec("jigsaw", "jigsaw puzzles (Noroozi and Favaro 2016): 3x3 tiles, a shared "
+             "trunk per tile, classify the permutation",
+             {"permutations": Option(100, minimum=2, help="size of the permutation set, "
+                                     "chosen for maximal Hamming distance")},
+             trains_features=True),
 )}
 
 

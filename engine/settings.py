@@ -117,6 +117,10 @@ class _Settings:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    knn_every: int = rule(0, minimum=0)
+    knn_k: int = rule(200, minimum=1)
+    knn_t: float = rule(0.1, minimum=0.0)
+    linear_probe_epochs: int = rule(0, minimum=0)
     log_every: int = rule(20, minimum=1)
     eval_batch_size: int = rule(1024, minimum=1)
     predictions: bool = True
@@ -228,6 +232,9 @@ def check_consistency(s: Settings, where: Where) -> None:
         where.fail(f"dropout must be below 1, got {s.dropout}", "dropout")
     if s.ema >= 1:
         where.fail(f"ema is a decay below 1 (e.g. 0.999; 0 is off), got {s.ema}", "ema")
+    if TASKS[s.task].trains_features and not s.knn_every:
+        where.fail(f'task = "{s.task}" trains features without labels: set knn_every = 1 '
+                   "(or more): its best checkpoint is picked by k-NN accuracy", "knn_every")
     if s.tta and not TASKS[s.task].mirror_keeps_label:
         where.fail(f'tta (flip averaging) would change {s.task} labels: use it with '
                    'task = "classify" only', "tta")

@@ -6,10 +6,12 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+from torch import nn
 
 from .augment import crop_flip, cutout
 from .errors import DeviceError
 from .models import build_model, freeze_except, train_mode
+from .registry import MODELS
 from .optim import make_optimizer
 from .settings import Settings
 
@@ -29,19 +31,30 @@ def autocast_for(device: torch.device, amp: bool):
             else nullcontext())
 
 
-def trainable_model(s: Settings, outputs: int, device: torch.device, load=None):
-    """The model as a run trains it: built, given its weights by `load(model)` (resume or
-    init), frozen but for train_layers, in training mode (frozen BatchNorm stays in eval),
-    on the device (channels_last on CUDA when set), with its optimiser."""
-    model = build_model(s.model, outputs, s.image_size, s.activation, s.dropout)
+def trainable_model(s: Settings, task, num_classes: int, device: torch.device, load=None):
+    """The model as a run trains it: built with the task's head (none, for a task that
+    trains on features: the backbone then ends in Identity), given its weights by
+    `load(model)` (resume or init), frozen but for train_layers, in training mode (frozen
+    BatchNorm stays in eval), on the device (channels_last on CUDA when set), with the
+    task's own modules (projection heads, momentum copies) and one optimiser for both."""
+    outputs = task.outputs(num_classes)
+    model = build_model(s.model, outputs or 1, s.image_size, s.activation, s.dropout)
+    width = outputs
+    if outputs is None:
+        head = MODELS[s.model].head
+        width = getattr(model, head).in_features
+        setattr(model, head, nn.Identity())
     if load is not None:
         load(model)
     freeze_except(model, s.train_layers)
     train_mode(model, s.train_layers)
-    model.to(device)
-    if device.type == "cuda" and s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model, make_optimizer(s, [p for p in model.parameters() if p.requires_grad])
+    extra = nn.ModuleList(task.build(model, width))
+    for m in (model, extra):
+        m.to(device)
+        if device.type == "cuda" and s.channels_last:
+            m.to(memory_format=torch.channels_last)
+    params = [p for p in (*model.parameters(), *extra.parameters()) if p.requires_grad]
+    return model, make_optimizer(s, params)
 
 
 def prepare_batch(xb: torch.Tensor, yb: torch.Tensor, s: Settings, task, gen: torch.Generator):
@@ -54,37 +67,41 @@ def prepare_batch(xb: torch.Tensor, yb: torch.Tensor, s: Settings, task, gen: to
     return task.train_views(xb, yb, gen)
 
 
-def optimise(model, opt, x, y, autocast, loss_fn):
-    """One training step: forward (under autocast), loss in fp32, backward, update."""
+def optimise(forward, opt, x, y, autocast):
+    """One training step: `forward(x, y)` -> (loss, logits or None, targets or None) under
+    autocast (the loss in fp32), backward, update."""
     with autocast:
-        out = model(x)
-        loss = loss_fn(out, y)
+        loss, out, target = forward(x, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return out, loss
+    return loss, out, target
 
 
 class Stepper:
-    """optimise() on the compiled model when compile is on. torch.compile fails lazily, at
-    the first call: only that call falls back to the eager model; an error in any later
-    step (out of memory in epoch 7) is that error, not a compile failure."""
+    """optimise() with the task's forward on the compiled model when compile is on.
+    torch.compile fails lazily, at the first call: only that call falls back to the eager
+    model; an error in any later step (out of memory in epoch 7) is that error, not a
+    compile failure."""
 
-    def __init__(self, model, compile_: bool, log):
-        self.model, self.log = model, log
+    def __init__(self, model, task, compile_: bool, log):
+        self.model, self.task, self.log = model, task, log
         self.fn = torch.compile(model) if compile_ else model
         self.first = compile_
 
-    def __call__(self, opt, x, y, autocast, loss_fn):
+    def __call__(self, opt, x, y, autocast):
         if not self.first:
-            return optimise(self.fn, opt, x, y, autocast, loss_fn)
+            return optimise(self._forward, opt, x, y, autocast)
         self.first = False
         try:
-            return optimise(self.fn, opt, x, y, autocast, loss_fn)
+            return optimise(self._forward, opt, x, y, autocast)
         except Exception as exc:
             self.log(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly")
             self.fn = self.model
-            return optimise(self.model, opt, x, y, autocast, loss_fn)
+            return optimise(self._forward, opt, x, y, autocast)
+
+    def _forward(self, x, y):
+        return self.task.forward(self.fn, x, y)
 
 
 def logits(model, x: torch.Tensor, tta: bool) -> torch.Tensor:

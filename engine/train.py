@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, launch, progress, tasks
+from . import checkpoint, launch, probe, progress, tasks
 from . import rundir as rd
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
 from .models import count_params, load_init, train_mode
 from .optim import Ema, Plateau, lr_factor
+from .registry import TASKS
 from .settings import Pretrained, Settings
 from .splits import Normalizer
 from .step import Stepper, autocast_for, logits, pick_device, prepare_batch, trainable_model
@@ -171,14 +172,14 @@ class Run:
                 self.log(f"init: weights from {init_from}; new head: "
                          f"{', '.join(skipped) or 'none'}")
 
-        outputs = self.task.outputs(len(self.data.classes))
-        self.model, self.opt = trainable_model(s, outputs, self.device, load)
+        self.model, self.opt = trainable_model(s, self.task, len(self.data.classes),
+                                               self.device, load)
         self.ema = Ema(self.model, s.ema) if s.ema else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
         self.norm = Normalizer(self.data.mean, self.data.std, self.device,
                                self.device.type == "cuda" and s.channels_last)
         self.autocast = autocast_for(self.device, s.amp)
-        self.stepper = Stepper(self.model, s.compile, self.log)
+        self.stepper = Stepper(self.model, self.task, s.compile, self.log)
         return state
 
     def run(self, init_from: str, resume: bool) -> tuple[str, str | None]:
@@ -189,6 +190,8 @@ class Run:
             self.opt.load_state_dict(state.optimizer)
             if self.ema is not None:
                 self.ema.averaged.load_state_dict(state.ema)
+            if state.task:
+                self.task.load_state_dict(state.task)
             first, best, self.plateau = state.epoch + 1, (state.best_value, state.best_epoch), \
                 state.plateau
         if resume:
@@ -202,7 +205,8 @@ class Run:
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
         self.steps_per = steps_per_epoch(len(self.data.train), s.batch_size)
         done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
-        self.progress = progress.Progress(self.status, s.epochs, self.steps_per, done)
+        self.progress = progress.Progress(self.status, s.epochs, self.steps_per, done,
+                                          self.task.headline)
         self.log(f"model: {s.model}, {total:,} parameters, {trainable:,} trainable; task "
                  f"{s.task}; device {gpu or self.device}; {self.steps_per} steps/epoch of "
                  f"{self.task.images_per_step(s.batch_size)} images")
@@ -229,7 +233,8 @@ class Run:
         self.progress.start_epoch()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        seen, lr = 0, s.lr
+        seen, scored, lr = 0, 0, s.lr
+        total = s.epochs * self.steps_per
         step0 = (epoch - 1) * self.steps_per
         batches = self.data.train.batches(s.batch_size, device, drop_last=True,
                                           seed=s.seed * 1_000_003 + epoch)
@@ -239,12 +244,15 @@ class Run:
             lr = s.lr * lr_factor(s, step, self.steps_per) * self.plateau.factor
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            out, loss = self.stepper(self.opt, self.norm(x), y, self.autocast, self.task.loss)
+            loss, out, target = self.stepper(self.opt, self.norm(x), y, self.autocast)
+            self.task.after_step(model, step, total)
             if self.ema is not None:
                 self.ema.update(model, step)
-            loss_sum += loss.detach() * y.numel()
-            correct += (out.detach().argmax(1) == y).sum()
-            seen += y.numel()
+            loss_sum += loss.detach() * len(x)
+            seen += len(x)
+            if out is not None:  # a task with logits and targets: training accuracy
+                correct += (out.detach().argmax(1) == target).sum()
+                scored += target.numel()
             if (step + 1) % s.log_every == 0:
                 self.log_step(epoch, step, i, loss.item(), lr)
             if self.progress.step(i + 1):
@@ -255,8 +263,8 @@ class Run:
             torch.cuda.synchronize(device)
         if self.stop.signal is not None:
             return Epoch(None, None, lr, time.time() - t0, seen, t0)
-        return Epoch(loss_sum.item() / seen, correct.item() / seen, lr, time.time() - t0, seen,
-                     t0)
+        return Epoch(loss_sum.item() / seen, correct.item() / scored if scored else None, lr,
+                     time.time() - t0, seen, t0)
 
     def log_step(self, epoch: int, step: int, i: int, loss: float, lr: float) -> None:
         if not math.isfinite(loss):
@@ -272,55 +280,98 @@ class Run:
         s, cuda = self.s, self.device.type == "cuda"
         if not math.isfinite(result.train_loss):
             raise Diverged(f"loss became {result.train_loss} in epoch {epoch}")
-        test_loss, test_acc, preds = evaluate(self.eval_model, self.data.test, self.task, s,
-                                              self.norm, self.autocast, self.device)
-        if not math.isfinite(test_loss):
-            raise Diverged(f"test loss became {test_loss} after epoch {epoch}")
-        record = {
-            "kind": "epoch", "epoch": epoch, "train_loss": result.train_loss,
-            "train_acc": result.train_acc, "test_loss": test_loss, "test_acc": test_acc,
-            "lr": result.lr,
-            "images_per_s": result.images / result.train_s if result.train_s > 0 else None,
-            "gpu_mem_peak_mb": (torch.cuda.max_memory_allocated(self.device) / 2**20
-                                if cuda else None),
-            "epoch_s": time.time() - result.started,
-        }
+        record = {"kind": "epoch", "epoch": epoch, "train_loss": result.train_loss,
+                  "train_acc": result.train_acc, **self.measure(epoch), "lr": result.lr,
+                  "images_per_s": result.images / result.train_s if result.train_s > 0
+                  else None,
+                  "gpu_mem_peak_mb": (torch.cuda.max_memory_allocated(self.device) / 2**20
+                                      if cuda else None),
+                  "epoch_s": time.time() - result.started}
+        preds = record.pop("preds")
         rd.append_jsonl(self.dir / rd.METRICS, record)
-        value = record[self.task.best_metric]
-        if self.task.better(value, best[0]):
+        value = record.get(self.task.best_metric)
+        if value is not None and self.task.better(value, best[0]):
             best = (value, epoch)
             checkpoint.save_weights(self.ckpt_dir / "best.pt", self.eval_model.state_dict(),
                                     epoch)
-            if s.predictions:
+            if s.predictions and preds is not None:
                 write_predictions(self.dir / rd.PREDICTIONS, preds)
-        self.plateau.update(test_loss, s)
+        if record["test_loss"] is not None:
+            self.plateau.update(record["test_loss"], s)
         checkpoint.TrainState(
             self.model.state_dict(), self.opt.state_dict(), epoch, best[0], best[1],
             self.plateau, self.ema.averaged.state_dict() if self.ema is not None else None,
-        ).save(self.ckpt_dir / "last.pt")
+            self.task.state_dict()).save(self.ckpt_dir / "last.pt")
         self.progress.end_epoch(record)
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
-        mem = f", {record['gpu_mem_peak_mb']:.0f} MiB" if cuda else ""
-        self.log(f"epoch {epoch}/{s.epochs}: train loss {result.train_loss:.4f} acc "
-                 f"{result.train_acc:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-                 f"lr {result.lr:.4g} | {record['images_per_s']:.0f} img/s{mem} | "
-                 f"{record['epoch_s']:.1f}s")
+        self.log(f"epoch {epoch}/{s.epochs}: " + " | ".join(_epoch_line(record)))
         return best
 
+    def measure(self, epoch: int) -> dict:
+        """The epoch's test metrics: loss and accuracy (a task with targets on the test
+        set), the k-NN monitor and the embeddings' spread (every knn_every epochs and the
+        last), and the predictions for predictions.csv."""
+        s, out = self.s, {"test_loss": None, "test_acc": None, "preds": None}
+        if not TASKS[s.task].trains_features:
+            loss, acc, preds = evaluate(self.eval_model, self.data.test, self.task, s,
+                                        self.norm, self.autocast, self.device)
+            if not math.isfinite(loss):
+                raise Diverged(f"test loss became {loss} after epoch {epoch}")
+            out.update(test_loss=loss, test_acc=acc, preds=preds)
+        if s.knn_every and (epoch % s.knn_every == 0 or epoch == s.epochs):
+            train_f, train_y, test_f, test_y = self.features()
+            out["knn_acc"] = probe.knn_accuracy(train_f, train_y, test_f, test_y, s.knn_k,
+                                                s.knn_t)
+            out["spread"] = probe.spread(test_f)
+            if out["spread"] < probe.COLLAPSED and not self.status.get("collapsed"):
+                self.status["collapsed"] = True
+                self.log(f"collapse: the embeddings' spread is {out['spread']:.3f} (below "
+                         f"{probe.COLLAPSED}): they have collapsed towards one point")
+        return out
+
+    def features(self):
+        """Backbone features of the train and test splits (no augmentation)."""
+        args = (self.norm, self.autocast, self.device, self.s.eval_batch_size)
+        train_f, train_y = probe.features(self.eval_model, self.s.model, self.data.train, *args)
+        test_f, test_y = probe.features(self.eval_model, self.s.model, self.data.test, *args)
+        return train_f, train_y, test_f, test_y
+
     def finish(self, total: int, trainable: int, gpu: str | None) -> None:
+        best = checkpoint.read(self.ckpt_dir / "best.pt", self.device)
+        self.eval_model.load_state_dict(best["model"])  # what predictions and probes score
         if self.data.predict is not None:  # unlabelled split: submission.csv, best epoch
-            best = checkpoint.read(self.ckpt_dir / "best.pt", self.device)
-            self.eval_model.load_state_dict(best["model"])
             _, _, preds = evaluate(self.eval_model, self.data.predict, self.task, self.s,
                                    self.norm, self.autocast, self.device)
             write_predictions(self.dir / rd.SUBMISSION, preds)
             self.log(f"submission: {len(preds)} predictions in {rd.SUBMISSION}")
+        if self.s.linear_probe_epochs:
+            t0 = time.time()
+            acc = probe.linear_probe(*self.features(), self.s.linear_probe_epochs,
+                                     seed=self.s.seed)
+            rd.append_jsonl(self.dir / rd.METRICS, {"kind": "probe", "epoch": best["epoch"],
+                                                    "linear_acc": acc,
+                                                    "probe_s": time.time() - t0})
+            self.log(f"linear probe on epoch {best['epoch']}'s frozen features: test acc "
+                     f"{acc:.4f} ({time.time() - t0:.1f}s)")
         summary = summarize(self.dir, self.s, self.task, total, trainable,
                             self.data.classes, gpu, str(self.device))
         rd.atomic_write_json(self.dir / rd.SUMMARY, summary)
-        self.log(f"done: test acc {summary['test_acc_at_best']:.4f} at epoch "
-                 f"{summary['best_epoch']} ({self.task.best_means}), final "
-                 f"{summary['final_test_acc']:.4f}, {summary['wall_s']:.0f}s")
+        head = self.task.headline.replace("_", " ")
+        self.log(f"done: {head} {summary.get(self.task.headline + '_at_best', float('nan')):.4f}"
+                 f" at epoch {summary['best_epoch']} ({self.task.best_means}), "
+                 f"{summary['wall_s']:.0f}s")
+
+
+def _epoch_line(record: dict) -> list[str]:
+    parts = [f"train loss {record['train_loss']:.4f}" + (
+        f" acc {record['train_acc']:.4f}" if record["train_acc"] is not None else "")]
+    if record["test_loss"] is not None:
+        parts.append(f"test loss {record['test_loss']:.4f} acc {record['test_acc']:.4f}")
+    if "knn_acc" in record:
+        parts.append(f"k-NN acc {record['knn_acc']:.4f} spread {record['spread']:.3f}")
+    mem = f", {record['gpu_mem_peak_mb']:.0f} MiB" if record["gpu_mem_peak_mb"] else ""
+    return parts + [f"lr {record['lr']:.4g}", f"{record['images_per_s']:.0f} img/s{mem}",
+                    f"{record['epoch_s']:.1f}s"]
 
 
 def _trim_metrics(path: Path, last_epoch: int) -> None:
@@ -345,11 +396,22 @@ def summarize(run_dir: Path, s: Settings, task, total, trainable, classes, gpu_n
     epochs = [m for m in rd.read_jsonl(run_dir / rd.METRICS) if m.get("kind") == "epoch"]
     rates = [m["images_per_s"] for m in epochs if m.get("images_per_s")]
     mems = [m["gpu_mem_peak_mb"] for m in epochs if m.get("gpu_mem_peak_mb") is not None]
+    knn = [m for m in epochs if m.get("knn_acc") is not None]
+    probes = [m for m in rd.read_jsonl(run_dir / rd.METRICS) if m.get("kind") == "probe"]
     status = rd.read_json(run_dir / rd.STATUS) or {}
-    started = rd.parse_iso(status.get("started")) or time.time()
+    summary = task.summary(epochs)
+    if knn:
+        at_best = next((m for m in knn if m["epoch"] == summary["best_epoch"]), knn[-1])
+        summary.update(knn_acc_at_best=at_best["knn_acc"], final_knn_acc=knn[-1]["knn_acc"],
+                       best_knn_acc=max(m["knn_acc"] for m in knn),
+                       final_spread=knn[-1]["spread"])
+    if probes:
+        summary["linear_acc"] = probes[-1]["linear_acc"]
     return {
-        "task": s.task, "epochs": len(epochs), **task.summary(epochs),
-        "wall_s": time.time() - started, "train_s": sum(m["epoch_s"] for m in epochs),
+        "task": s.task, "epochs": len(epochs), **summary, "headline": task.headline,
+        "best_means": task.best_means,
+        "wall_s": progress.view(status, "running")["elapsed"] or 0.0,
+        "train_s": sum(m["epoch_s"] for m in epochs),
         "median_images_per_s": statistics.median(rates) if rates else None,
         "gpu_mem_peak_mb": max(mems) if mems else None,
         "params_total": total, "params_trainable": trainable,

@@ -20,10 +20,39 @@ class Task:
 
     def __init__(self, settings):
         self.s = settings
+        self.parts: list = []  # build()'s modules, saved by state_dict()
 
-    def outputs(self, num_classes: int) -> int:
-        """The size of the model's head for a dataset of `num_classes` classes."""
+    # The epoch record key a viewer shows as the run's accuracy so far.
+    headline = "test_acc"
+
+    def outputs(self, num_classes: int) -> int | None:
+        """The size of the model's head for a dataset of `num_classes` classes; None for a
+        task that trains on the backbone's features (its head is then Identity)."""
         return num_classes
+
+    def build(self, model, width: int) -> list:
+        """The task's own modules (heads, momentum copies), made once the model has its
+        weights; `width` is the head's size, or the feature size when outputs() is None.
+        Their trainable parameters join the optimiser."""
+        return []
+
+    def forward(self, model, x: torch.Tensor, y: torch.Tensor | None):
+        """One training step's forward: (loss, logits or None, targets or None); logits
+        and targets give the training accuracy where there is one."""
+        out = model(x)
+        return self.loss(out, y), out, y
+
+    def after_step(self, model, step: int, total_steps: int) -> None:
+        """After the optimiser's update (momentum encoders follow the model here)."""
+
+    def state_dict(self) -> dict:
+        """What a resume needs of the task's own state: build()'s modules, with their
+        buffers (queues, centres)."""
+        return {f"part{i}": m.state_dict() for i, m in enumerate(self.parts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, m in enumerate(self.parts):
+            m.load_state_dict(state[f"part{i}"])
 
     def class_names(self, classes: tuple) -> tuple:
         """Names of the head's outputs (summary, gallery)."""
