@@ -8,6 +8,7 @@ view, and the few keys that belong to no view (help, filter, export, reload).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -25,10 +26,14 @@ from .lab import Lab
 from .notices import USER_ERRORS, error_line
 from .screens import Help
 from .snapshot import Snapshot
-from .views import VIEWS, View
+from .views import VIEWS, RunsView, RunView, View
 from .views.base import Export
 from .watcher import Watcher
 from .widgets.gpu_bar import GpuBar
+
+
+QUEUE_NOTICE_S = 2.0  # a run launched on a free slot leaves the queue within this
+WAITING = {"gpu": "waiting for a free GPU slot", "cpu": "waiting for a free CPU slot"}
 
 
 class SnapshotReady(Message):
@@ -76,6 +81,7 @@ class RotundaApp(App):
         self.poll_s = poll_s
         self.snapshot = Snapshot()  # the latest from the watcher
         self.poll_error: str | None = None  # the last one shown, so it is shown once
+        self.following: tuple[str, float, bool] | None = None  # see follow()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,6 +135,29 @@ class RotundaApp(App):
         if before.config_version and snap.config_version != before.config_version:
             self.notify(snap.config_error or "experiments.toml reloaded",
                         severity="error" if snap.config_error else "information")
+        self.follow_launched(snap)
+
+    def follow(self, key: str) -> None:
+        """Select run `key` (just launched) in Runs and Run as soon as it appears."""
+        self.following = (key, time.monotonic(), False)
+
+    def follow_launched(self, snap: Snapshot) -> None:
+        """Select the run followed once it appears; then, if it is still queued after
+        QUEUE_NOTICE_S, say what it waits for (a run on a free slot starts at once)."""
+        r = snap.row(self.following[0]) if self.following else None
+        if r is None:
+            return
+        key, since, selected = self.following
+        if not selected:
+            self.query_one(RunsView).select(key)
+            self.query_one(RunView).select(key)
+            self.following = (key, since, True)
+        if r.state != "queued":
+            self.following = None
+        elif r.waiting_for and time.monotonic() - since > QUEUE_NOTICE_S:
+            self.notify(f"{r.experiment}/{r.run_id} is queued: "
+                        + WAITING.get(r.waiting_for, f"waiting for {r.waiting_for}"))
+            self.following = None
 
     def on_poll_failed(self, message: PollFailed) -> None:
         if message.error != self.poll_error:
@@ -170,9 +199,12 @@ class RotundaApp(App):
     def action_export(self) -> None:
         if self.snapshot.runs_dir is None:
             return  # before the first poll there is nothing to export
-        config = self.snapshot.config
+        config, job = self.snapshot.config, self.active_view.export_job()
+        if job is None:  # a broken experiments.toml: say why rather than write empty files
+            self.notify(self.snapshot.config_error or "nothing to export", severity="error")
+            return
         reports = (config.root if config else self.config_path.parent) / "reports"
-        self.export(self.active_view.export_job(), reports)
+        self.export(job, reports)
 
     @work(thread=True, group="export")
     def export(self, job: Export, reports: Path) -> None:

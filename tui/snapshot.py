@@ -28,6 +28,7 @@ class RunRow:
     eta: float | None
     error: str | None
     summary: Mapping | None  # summary.json, read-only; None until the run is done
+    waiting_for: str | None = None  # while queued: "gpu", "cpu" or "experiment NAME"
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ def run_row(run: rd.Run, now: float) -> RunRow:
     summary = MappingProxyType(dict(run.summary)) if run.summary else None
     return RunRow(str(run.path), run.state, run.raw_state, run.experiment, run.run_id,
                   run.epoch, run.epochs, p["step"], p["steps"], p["best_acc"],
-                  p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary)
+                  p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
+                  run.status.get("waiting_for"))
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:

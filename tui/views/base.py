@@ -86,8 +86,10 @@ class View(TabPane):
         """The run that c, r and g act on while this view is shown."""
         return None
 
-    def export_job(self) -> Export:
+    def export_job(self) -> Export | None:
         """What e writes from this view, decided now and written in a worker thread:
-        by default the runs table."""
+        by default the runs table; None without a usable experiments file."""
         runs_dir = self.snap.runs_dir
+        if self.snap.config is None:
+            return None
         return lambda reports: export_table(runs_table(rd.list_runs(runs_dir)), reports, "runs")

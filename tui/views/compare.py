@@ -24,6 +24,8 @@ class CompareView(View):
                     key_display="[", show=False),
             Binding("right_square_bracket", "switch(1)", "Next comparison",
                     key_display="]", show=False))
+    BINDINGS = [Binding("left_square_bracket", "switch(-1)", "Prev", key_display="["),
+                Binding("right_square_bracket", "switch(1)", "Next", key_display="]")]
 
     index = 0  # into table_names(config), modulo their number
     shown: CompareData | None = None
@@ -59,10 +61,12 @@ class CompareView(View):
     def show_none(self) -> None:
         self.shown = None
         self.query_one("#compare-table", DataTable).clear(columns=True)
+        self.query_one("#compare-plot", PlotextPlot).display = False
         self.query_one("#compare-title", Static).update("")
-        self.query_one("#compare-notes", Static).update(
+        self.query_one("#compare-notes", Static).update(Text(
             "No comparisons: add a [compare.NAME] table to experiments.toml."
-            if self.snap.config else "")
+            if self.snap.config else f"No comparisons: {self.snap.config_error}",
+            style="" if self.snap.config else "red"))
 
     def show_table(self, data: CompareData) -> None:
         self.shown = data
@@ -79,7 +83,7 @@ class CompareView(View):
         self.query_one("#compare-notes", Static).update(Text("\n".join(data.notes), style="dim"))
         draw_compare(self.query_one("#compare-plot", PlotextPlot), data)
 
-    def export_job(self) -> Export:
+    def export_job(self) -> Export | None:
         name, config, runs_dir = self.selected(), self.snap.config, self.snap.runs_dir
         if not name:
             return super().export_job()

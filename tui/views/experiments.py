@@ -9,16 +9,19 @@ from textual.widgets import DataTable, Static
 
 from engine import rundir as rd
 from engine.analysis import PCT, fmt
-from engine.config import apply_overrides
 from engine.launch import launch_detached, launch_sweep_detached
+from engine.settings import override_errors
 
 from ..notices import reported
 from ..screens import AskOverrides, Confirm
 from ..snapshot import Snapshot
 from .base import View, matches, restore_cursor, selected_key, state_text
 
-COLUMNS = ("Experiment", "Task", "Ep.", "Starts from", "Expect", "Latest", "Model", "Data")
+# Latest (the last result) next to the name, so that it shows on a narrow terminal too
+COLUMNS = ("Experiment", "Latest", "Expect", "Task", "Ep.", "Starts from", "Model", "Data")
 SWEEP = "sweep:"  # row key prefix of sweeps and ablations; groups are "group:..."
+GROUP = "group:"
+MIN_NAME_W = 22  # the name column's least width; longer group titles wrap in it
 
 
 def dependency_state(e, rows) -> tuple[str | None, str]:
@@ -46,6 +49,17 @@ def starts_from(e, rows):
     return str(e.settings.init)
 
 
+def latest_cell(r) -> Text | str:
+    """The latest run's state and its accuracy (the reported figure once done)."""
+    if r is None:
+        return "-"
+    acc = r.summary.get("test_acc_at_best") if r.summary else r.best_acc
+    text = state_text(r.state)
+    if acc is not None:
+        text.append(f" {100 * acc:.1f}%")
+    return text
+
+
 def experiment_rows(config, rows, text: str):
     """(cells, key) of the experiments table: each TOML group, then its experiments."""
     latest = {}
@@ -54,12 +68,12 @@ def experiment_rows(config, rows, text: str):
     for group, exps in config.groups().items():
         shown = [e for e in exps if matches(text, group, e.name, e.title, e.description)]
         if shown and group:
-            yield (Text(group, style="bold underline"),), f"group:{group}"
+            yield (Text(group, style="bold underline"),), f"{GROUP}{group}"
         for e in shown:
-            s, last = e.settings, latest.get(e.name)
-            yield (f" {e.name}", s.task, str(s.epochs), starts_from(e, rows),
-                   fmt(e.expect.value if e.expect else None, PCT),
-                   state_text(last.state) if last else "-", s.model, s.dataset), e.name
+            s = e.settings
+            yield (f" {e.name}", latest_cell(latest.get(e.name)),
+                   fmt(e.expect.value if e.expect else None, PCT), s.task, str(s.epochs),
+                   starts_from(e, rows), s.model, s.dataset), e.name
 
 
 def plan_rows(config, rows, text: str):
@@ -70,14 +84,13 @@ def plan_rows(config, rows, text: str):
     for w in plans:
         if w.group not in groups_seen:
             groups_seen.add(w.group)
-            yield (Text(w.group, style="bold underline"),), f"group:sweeps:{w.group}"
+            yield (Text(w.group, style="bold underline"),), f"{GROUP}sweeps:{w.group}"
         mine = [r for r in rows if r.experiment == w.name]
         done = len({r.run_id for r in mine if r.raw_state == "done"})
         live = [r for r in mine if r.state in rd.LIVE_STATES]
         ablation = w.name in config.ablations
-        yield (f" {w.name}", "ablation" if ablation else "sweep", str(len(w.points())), w.base,
-               "-", state_text(live[0].state) if live else f"{done} runs done",
-               ", ".join(k for k, _ in (w.components if ablation else w.axes)), ""), \
+        yield (f" {w.name}", state_text(live[0].state) if live else f"{done} runs done", "-",
+               "ablation" if ablation else "sweep", str(len(w.points())), w.base, ", ".join(k for k, _ in (w.components if ablation else w.axes)), ""), \
             f"{SWEEP}{w.name}"
 
 
@@ -110,21 +123,28 @@ def experiment_detail(config, name: str, rows) -> str:
     return "\n".join(lines)
 
 
+def settings_of(config, name: str):
+    """The settings overrides apply to: the experiment's, or a plan's base experiment's."""
+    if name.startswith(SWEEP):
+        name = config.plan(name[len(SWEEP):]).base
+    return config.experiments[name].settings
+
+
 class ExperimentsView(View):
     ID, TAB, KEY, FOCUS = "experiments", "Experiments", "1", "#exp-table"
     KEYS = (Binding("o", "launch_with", "Launch with overrides", show=False),)
+    # footer hints while shown (enter has priority over the table's own hidden binding,
+    # which would hide it; it does what the table's does)
+    BINDINGS = [Binding("enter", "app.open", "Launch", priority=True),
+                Binding("o", "launch_with", "Overrides")]
 
     filter_text = ""
+    last_row = 0  # the cursor's row before it moved: which way to skip a group's title
 
     def compose(self) -> ComposeResult:
         yield Static("", id="config-error")
         yield DataTable(id="exp-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="exp-detail")
-
-    def on_mount(self) -> None:
-        table = self.query_one("#exp-table", DataTable)
-        for col in COLUMNS:
-            table.add_column(col, key=col)
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         if snap.config_version != before.config_version:
@@ -142,15 +162,20 @@ class ExperimentsView(View):
     def fill(self) -> None:
         table = self.query_one("#exp-table", DataTable)
         selected = selected_key(table)
-        table.clear()
+        table.clear(columns=True)
         config, rows = self.snap.config, self.snap.rows
         if config is None:
             self.query_one("#exp-detail", Static).update("")
             return
-        for cells, key in [*experiment_rows(config, rows, self.filter_text),
-                           *plan_rows(config, rows, self.filter_text)]:
-            table.add_row(*cells, key=key)
-        if selected is None or selected.startswith("group:"):  # the first experiment shown
+        cells = [*experiment_rows(config, rows, self.filter_text),
+                 *plan_rows(config, rows, self.filter_text)]
+        # the name column as wide as the longest name, not the longest group title
+        name_w = max([MIN_NAME_W, *(len(c[0]) for c, k in cells if not k.startswith(GROUP))])
+        for col in COLUMNS:
+            table.add_column(col, key=col, width=name_w if col == COLUMNS[0] else None)
+        for row, key in cells:
+            table.add_row(*row, key=key, height=-(-len(row[0]) // name_w))
+        if selected is None or selected.startswith(GROUP):  # the first experiment shown
             shown = {k.value for k in table.rows}
             selected = next((e.name for g in config.groups().values() for e in g
                              if e.name in shown), None)
@@ -158,6 +183,29 @@ class ExperimentsView(View):
         self.show_detail()
 
     @on(DataTable.RowHighlighted, "#exp-table")
+    def moved(self) -> None:
+        table = self.query_one("#exp-table", DataTable)
+        key = selected_key(table)
+        if key and key.startswith(GROUP):
+            self.skip_group(table)
+            return
+        self.last_row = table.cursor_row
+        self.show_detail()
+
+    def skip_group(self, table: DataTable) -> None:
+        """A group's title is no row to act on: the cursor moves past it the way it was
+        going (the other way at either end)."""
+        keys = [r.key.value for r in table.ordered_rows]
+        row = table.cursor_row
+        step = 1 if row >= self.last_row else -1
+        for s in (step, -step):
+            i = row + s
+            while 0 <= i < len(keys) and keys[i].startswith(GROUP):
+                i += s
+            if 0 <= i < len(keys):
+                table.move_cursor(row=i, animate=False)
+                return
+
     def show_detail(self) -> None:
         detail = self.query_one("#exp-detail", Static)
         name, config = self.selected(), self.snap.config
@@ -182,23 +230,25 @@ class ExperimentsView(View):
         if config is None:
             self.notify(self.snap.config_error or "no experiments", severity="error")
             return
-        if name and name.startswith(SWEEP):
+        if not name or name.startswith(GROUP):
+            return
+        errors = override_errors(settings_of(config, name), overrides)
+        if errors:
+            self.notify("\n".join(errors), severity="error", timeout=8)
+            return
+        if name.startswith(SWEEP):
             self.launch_plan(name[len(SWEEP):], overrides)
             return
-        if name not in config.experiments:
+        dep, dep_state = dependency_state(config.experiments[name], self.snap.rows)
+        if dep and dep_state == "missing":
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.start(name, overrides, with_deps=True)
+            self.app.push_screen(Confirm(
+                f"[b]{name}[/b] starts from [b]{dep}[/b]'s checkpoint, and {dep} has no "
+                f"successful run.\n\nLaunch {dep} first, then {name}?"), answered)
             return
-        with reported(self, f"cannot launch {name}"):
-            apply_overrides(config.experiments[name].settings, overrides)  # one line if bad
-            dep, dep_state = dependency_state(config.experiments[name], self.snap.rows)
-            if dep and dep_state == "missing":
-                def answered(yes: bool | None) -> None:
-                    if yes:
-                        self.start(name, overrides, with_deps=True)
-                self.app.push_screen(Confirm(
-                    f"[b]{name}[/b] starts from [b]{dep}[/b]'s checkpoint, and {dep} has no "
-                    f"successful run.\n\nLaunch {dep} first, then {name}?"), answered)
-                return
-            self.start(name, overrides)
+        self.start(name, overrides)
 
     def launch_plan(self, name: str, overrides: list[str]) -> None:
         config = self.snap.config
@@ -208,19 +258,23 @@ class ExperimentsView(View):
             self.notify(f"launched {kind} {name}: its runs go one after another")
 
     def start(self, name: str, overrides: list[str], with_deps: bool = False) -> None:
+        """Launch; the app then follows the run (it tells if the run waits in the queue)."""
         with reported(self, f"cannot launch {name}"):
             run_id, _ = launch_detached(self.snap.config, name, overrides, self.snap.runs_dir,
                                         with_deps=with_deps)
             what = f"{name} (after its dependencies)" if with_deps else name
-            self.notify(f"launched {what}: {run_id}; it waits as queued while the GPU is busy")
+            self.notify(f"launched {what}: {run_id}")
+            self.app.follow(str(self.snap.runs_dir / name / run_id))
 
     def action_launch_with(self) -> None:
-        name = self.selected()
-        if self.app.active_view is not self or self.snap.config is None \
-                or not name or name.startswith("group:"):
+        name, config = self.selected(), self.snap.config
+        if self.app.active_view is not self or config is None \
+                or not name or name.startswith(GROUP):
             return
+        settings = settings_of(config, name)
 
         def got(text: str | None) -> None:
             if text is not None:
                 self.launch(text.split())
-        self.app.push_screen(AskOverrides(name), got)
+        self.app.push_screen(AskOverrides(name, lambda text: override_errors(
+            settings, text.split())), got)
