@@ -4,17 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Log, Static
+from textual.widgets import RichLog, Static
 
 from engine.analysis import PCT, RATE, SECS, fmt
 from engine.export import plot_runs
 
-from ..notices import USER_ERRORS, error_line
-from ..screens import Pager
-from ..screens.gallery import gallery_text, has_checkpoint
+from ..screens import Gallery
 from ..snapshot import RunRow, Series, Snapshot
 from ..widgets.plots import RunPlots
 from .base import Export, View, state_text
@@ -22,9 +19,15 @@ from .base import Export, View, state_text
 REDRAW_S = 0.25  # plots redraw at most 4 times a second, and only when their run moved
 
 
+def epoch_text(r: RunRow) -> str:
+    """Finished epochs, and the steps done in the one under way while it runs."""
+    step = f" ({r.step}/{r.steps})" if r.step and r.steps else ""
+    return f"{r.epoch}/{r.epochs}{step}"
+
+
 def run_title(r: RunRow) -> Text:
-    text = Text.assemble(state_text(r.state), f" {r.experiment}/{r.run_id} ep {r.epoch}/"
-                         f"{r.epochs} best {fmt(r.best_acc, PCT)} "
+    """The state line, then the summary or the whole error (the header wraps)."""
+    text = Text.assemble(state_text(r.state), f" {r.experiment}/{r.run_id} ep {epoch_text(r)} best {fmt(r.best_acc, PCT)} "
                          f"{fmt(r.images_per_s, RATE)} img/s {fmt(r.elapsed, SECS)}")
     if r.eta is not None:
         text.append(f" ETA {fmt(r.eta, SECS)}")
@@ -43,6 +46,9 @@ class RunView(View):
     ID, TAB, KEY, FOCUS = "run", "Run", "3", "#run-log"
     LABEL = "Run detail"
     KEYS = (Binding("g", "gallery", "Gallery: test images, true and predicted", show=False),)
+    BINDINGS = [Binding("c", "app.on_view('runs', 'cancel_run')", "Cancel"),
+                Binding("r", "app.on_view('runs', 'resume_run')", "Resume"),
+                Binding("g", "gallery", "Gallery")]  # footer hints while shown
 
     current: str | None = None  # the run shown (the newest until one is opened)
     log_gen = 0  # the watcher's generation for the current run's log lines
@@ -52,7 +58,8 @@ class RunView(View):
     def compose(self) -> ComposeResult:
         yield Static("No run selected: pick one in Runs (2) and press Enter.", id="run-title")
         yield RunPlots(id="plots")
-        yield Log(id="run-log", max_lines=2000)
+        # wrapped: a long line (images/s, epoch time, a failed run's fix) shows whole
+        yield RichLog(id="run-log", max_lines=2000, wrap=True, min_width=20)
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_S, self.redraw)
@@ -61,7 +68,9 @@ class RunView(View):
         if self.current is None and snap.rows:
             self.select(snap.rows[0].key)
         if snap.log_gen == self.log_gen and snap.log_lines:
-            self.query_one("#run-log", Log).write_lines(snap.log_lines)
+            log = self.query_one("#run-log", RichLog)
+            for line in snap.log_lines:
+                log.write(Text(line))
         if snap.series is not None and snap.series.key == self.current \
                 and snap.series is not self.drawn:
             self.drawn, self.dirty = snap.series, True
@@ -72,7 +81,7 @@ class RunView(View):
             return
         self.current = key
         self.log_gen = self.app.watcher.select_run(key)
-        self.query_one("#run-log", Log).clear()
+        self.query_one("#run-log", RichLog).clear()
         self.show_title()
 
     def show_title(self) -> None:
@@ -88,7 +97,7 @@ class RunView(View):
     def selected_run(self) -> str | None:
         return self.current
 
-    def export_job(self) -> Export:
+    def export_job(self) -> Export | None:
         r = self.snap.row(self.current)
         if r is None:
             return super().export_job()
@@ -100,19 +109,4 @@ class RunView(View):
         if r is None:
             self.notify("pick a run with a checkpoint (Runs, 2) first")
             return
-        self.gallery(r, max(40, self.app.size.width - 10))
-
-    @work(thread=True, group="gallery")
-    def gallery(self, r: RunRow, width: int) -> None:
-        if not has_checkpoint(r.key):
-            self.app.call_from_thread(self.notify, "pick a run with a checkpoint (Runs, 2) first")
-            return
-        self.app.call_from_thread(self.notify, f"scoring 20 test images of {r.experiment}/"
-                                               f"{r.run_id}...")
-        try:
-            text = gallery_text(r.key, width)
-        except USER_ERRORS as exc:
-            self.app.call_from_thread(self.notify, error_line("gallery failed", exc),
-                                      severity="error")
-            return
-        self.app.call_from_thread(self.app.push_screen, Pager(text))
+        self.app.push_screen(Gallery(r.key, f"{r.experiment}/{r.run_id}"))

@@ -9,41 +9,59 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from engine import rundir as rd
-from engine.analysis import fmt, runs_table
+from engine.analysis import PCT, RATE, SECS, TEXT, fmt
 from engine.launch import cancel, resume_detached
 
 from ..notices import reported
 from ..screens import Confirm
 from ..snapshot import RunRow, Snapshot
 from .base import View, matches, restore_cursor, selected_key, state_text
-from .run import RunView
+from .run import RunView, epoch_text
 
-COLUMNS = runs_table([]).columns  # (name, format): the same table as `engine status`
+# `engine status`'s table, with the steps of the epoch under way folded into Epoch so that
+# ETA fits at 80 columns
+COLUMNS = (("State", TEXT), ("Experiment", TEXT), ("Run", TEXT), ("Epoch", TEXT),
+           ("Best acc", PCT), ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS))
+DROP_FIRST = ("img/s", "Elapsed", "Best acc")  # hidden in this order when narrow
+SCROLLBAR = 2  # columns the vertical scrollbar takes
 RESUMABLE = ("lost", "cancelled", "failed", "diverged")
 
 
 def run_cells(r: RunRow) -> list:
-    step = f"{r.step}/{r.steps}" if r.step is not None and r.steps else None
-    values = [r.experiment, r.run_id, f"{r.epoch}/{r.epochs}", step, r.best_acc,
-              r.images_per_s, r.elapsed, r.eta]
+    values = [r.experiment, r.run_id, epoch_text(r), r.best_acc, r.images_per_s,
+              r.elapsed, r.eta]
     return [state_text(r.state), *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
+
+
+def fitting_columns(cells: list[list], width: int) -> list[str]:
+    """The columns to show in `width`: every one if they fit, else without the least
+    useful; names and run ids are never cut (the table scrolls instead)."""
+    need = {name: max([len(name), *(len(str(c[i])) for c in cells)]) + 2
+            for i, (name, _) in enumerate(COLUMNS)}
+    shown = [name for name, _ in COLUMNS]
+    for name in DROP_FIRST:
+        if sum(need[n] for n in shown) <= width - SCROLLBAR:
+            break
+        shown.remove(name)
+    return shown
 
 
 class RunsView(View):
     ID, TAB, KEY, FOCUS = "runs", "Runs", "2", "#runs-table"
-    KEYS = (Binding("c", "cancel_run", "Cancel run"),
+    KEYS = (Binding("c", "cancel_run", "Cancel run", show=False),
             Binding("r", "resume_run", "Resume run", show=False))
+    # footer hints while shown (enter has priority over the table's own hidden binding,
+    # which would hide it; it does what the table's does)
+    BINDINGS = [Binding("enter", "open", "Open", priority=True),
+                Binding("c", "cancel_run", "Cancel"), Binding("r", "resume_run", "Resume"),
+                Binding("g", "app.on_view('run', 'gallery')", "Gallery")]
 
     filter_text = ""
     shown: dict = {}  # run key -> the cells on screen
+    columns: list = []  # the column names on screen
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-
-    def on_mount(self) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        for name, _ in COLUMNS:
-            table.add_column(name, key=name)
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         self.fill(snap.runs_changed)
@@ -57,21 +75,38 @@ class RunsView(View):
         table = self.query_one("#runs-table", DataTable)
         rows = [r for r in self.snap.rows if matches(self.filter_text, r.experiment, r.run_id,
                                                       r.state)]
-        if structure_changed or [r.key for r in rows] != [k.value for k in table.rows]:
-            selected = selected_key(table)
-            table.clear()
-            self.shown = {r.key: run_cells(r) for r in rows}
-            for r in rows:
-                table.add_row(*self.shown[r.key], key=r.key)
-            restore_cursor(table, selected)
+        cells = {r.key: run_cells(r) for r in rows}
+        columns = fitting_columns(list(cells.values()), self.size.width)
+        if structure_changed or columns != self.columns \
+                or [r.key for r in rows] != [k.value for k in table.rows]:
+            self.refill(table, cells, columns)
             return
         for r in rows:
             if r.state in rd.LIVE_STATES:  # only the cells whose text moved
-                cells, old = run_cells(r), self.shown.get(r.key, ())
-                for i, ((col, _), cell) in enumerate(zip(COLUMNS, cells)):
-                    if i >= len(old) or str(cell) != str(old[i]):
+                old = self.shown.get(r.key, ())
+                for i, ((col, _), cell) in enumerate(zip(COLUMNS, cells[r.key])):
+                    if col in columns and (i >= len(old) or str(cell) != str(old[i])):
                         table.update_cell(r.key, col, cell)
-                self.shown[r.key] = cells
+                self.shown[r.key] = cells[r.key]
+
+    def refill(self, table: DataTable, cells: dict, columns: list[str]) -> None:
+        selected = selected_key(table)
+        table.clear(columns=columns != self.columns)
+        if not table.columns:
+            for name in columns:
+                table.add_column(name, key=name)
+        self.shown, self.columns = cells, columns
+        keep = [i for i, (name, _) in enumerate(COLUMNS) if name in columns]
+        for key, row in cells.items():
+            table.add_row(*(row[i] for i in keep), key=key)
+        restore_cursor(table, selected)
+
+    def on_resize(self) -> None:
+        self.fill(False)
+
+    def select(self, key: str) -> None:
+        """Put the cursor on run `key` (a run just launched)."""
+        restore_cursor(self.query_one("#runs-table", DataTable), key)
 
     def selected_run(self) -> str | None:
         return selected_key(self.query_one("#runs-table", DataTable))

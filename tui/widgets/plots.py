@@ -1,33 +1,63 @@
-"""Plotext plots: a run's six live curves, and a comparison's bars or sweep curve."""
+"""Plotext plots: a run's live curves, and a comparison's bars or sweep curve."""
 from __future__ import annotations
 
 import math
 
 from textual.app import ComposeResult
 from textual.containers import Grid
+from textual.events import Resize
 from textual_plotext import PlotextPlot
 
 from ..snapshot import CompareData, Series
 
-RUN_PLOTS = (("loss", "loss (train, test)"), ("acc", "accuracy (train, test)"),
-             ("steps", "step loss"), ("lr", "learning rate"), ("speed", "images/s"),
+# Two lines a plot at most, told apart by these colours, named in the titles: plotext's
+# legend sits on the top-left corner, over the first (highest) points of a loss curve.
+TRAIN, TEST = "cyan", "orange"
+# In order of interest: a small terminal shows the first few, larger.
+RUN_PLOTS = (("loss", f"loss, log: train {TRAIN}, test {TEST}"),
+             ("acc", f"accuracy %: train {TRAIN}, test {TEST}"),
+             ("steps", "step loss, log"), ("lr", "learning rate"), ("speed", "images/s"),
              ("mem", "GPU memory peak, MiB"))
+SMALL_H, NARROW_W = 18, 110  # below: one row of plots; two columns
 
 
-def draw_lines(widget: PlotextPlot, lines: list, empty: str = "") -> None:
-    """Each (xs, ys, label) as a braille line; with no lines, `empty` as the title."""
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log10 axis from lo to hi: 1-2-5 steps, with the ends when fewer
+    than two of those fall inside."""
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = [m * 10.0 ** k for k in decades for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
+    return ticks if len(ticks) >= 2 else sorted({lo, *ticks, hi})
+
+
+def positive(xs, ys) -> tuple[tuple, tuple]:
+    """The points a log axis can show."""
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and y > 0]
+    return tuple(p[0] for p in pts), tuple(p[1] for p in pts)
+
+
+def draw_lines(widget: PlotextPlot, lines: list, log: bool = False, empty: str = "") -> None:
+    """Each (xs, ys, colour) as a braille line; `log`: y as log10 by hand with ticks
+    labelled in real values (plotext's own log axis breaks when a plot is built again),
+    so that one huge first-epoch loss does not flatten the rest."""
     plt = widget.plt
     plt.clear_data()
-    for xs, ys, label in lines:
+    if log:
+        lines = [(*positive(xs, ys), colour) for xs, ys, colour in lines]
+    for xs, ys, colour in lines:
         if xs:
-            plt.plot(list(xs), list(ys), label=label or None, marker="braille")
+            plt.plot(list(xs), [math.log10(y) for y in ys] if log else list(ys),
+                     color=colour, marker="braille")
+    values = [y for _, ys, _ in lines for y in ys]
+    if log and values:
+        ticks = log_ticks(min(values), max(values))
+        plt.yticks([math.log10(t) for t in ticks], [f"{t:.3g}" for t in ticks])
     if empty and not lines:
         plt.title(empty)
     widget.refresh()
 
 
 class RunPlots(Grid):
-    """Loss, accuracy, step loss, learning rate, images/s and GPU memory of one run."""
+    """A run's curves: as many as the room allows, in RUN_PLOTS order."""
 
     def compose(self) -> ComposeResult:
         for pid, _ in RUN_PLOTS:
@@ -37,22 +67,32 @@ class RunPlots(Grid):
         for pid, title in RUN_PLOTS:
             self.plot(pid).plt.title(title)
 
+    def on_resize(self, event: Resize) -> None:
+        """Fewer, larger plots when small: one row below SMALL_H rows, two columns below
+        NARROW_W columns (80x24 and 100x30: loss and accuracy; 200x50: all six)."""
+        rows = 1 if event.size.height < SMALL_H else 2
+        cols = 2 if event.size.width < NARROW_W else 3
+        self.styles.grid_size_columns, self.styles.grid_size_rows = cols, rows
+        for i, (pid, _) in enumerate(RUN_PLOTS):
+            self.plot(pid).display = i < rows * cols
+
     def plot(self, pid: str) -> PlotextPlot:
         return self.query_one(f"#plot-{pid}", PlotextPlot)
 
     def show(self, s: Series) -> None:
         col = s.column
-        self.draw("loss", [(*col("train_loss"), "train"), (*col("test_loss"), "test")])
-        self.draw("acc", [(*col("train_acc"), "train"), (*col("test_acc"), "test")])
-        self.draw("steps", [(s.step_x, s.step_loss, "")])
-        self.draw("lr", [(s.step_x, s.step_lr, "")] if s.step_x else [(*col("lr"), "")])
-        self.draw("speed", [(*col("images_per_s"), "")])
+        pct = [(xs, [100 * v for v in ys]) for xs, ys in (col("train_acc"), col("test_acc"))]
+        self.draw("loss", [(*col("train_loss"), TRAIN), (*col("test_loss"), TEST)], log=True)
+        self.draw("acc", [(*pct[0], TRAIN), (*pct[1], TEST)])
+        self.draw("steps", [(s.step_x, s.step_loss, TRAIN)], log=True)
+        self.draw("lr", [(s.step_x, s.step_lr, TRAIN)] if s.step_x else [(*col("lr"), TRAIN)])
+        self.draw("speed", [(*col("images_per_s"), TRAIN)])
         mem = col("gpu_mem_peak_mb")
-        self.draw("mem", [(*mem, "")] if mem[0] else [],
+        self.draw("mem", [(*mem, TRAIN)] if mem[0] else [],
                   empty="CPU run: no GPU memory" if s.epochs else "")
 
-    def draw(self, pid: str, lines: list, empty: str = "") -> None:
-        draw_lines(self.plot(pid), lines, empty)
+    def draw(self, pid: str, lines: list, log: bool = False, empty: str = "") -> None:
+        draw_lines(self.plot(pid), lines, log, empty)
 
 
 def draw_compare(widget: PlotextPlot, data: CompareData) -> None:
