@@ -74,8 +74,8 @@ async def test_launch_watch_done_and_compare(fast_config):
         assert cells["Best acc"] == fmt(max(m["test_acc"] for m in rd.read_jsonl(rd.Path(row.key) / rd.METRICS)
                                    if m["kind"] == "epoch"), PCT)
         await pilot.press("enter")  # open the run: plots and log
-        await wait_until(pilot, lambda: app.query_one("#run-log").line_count > 3)
-        assert "done: test acc" in "\n".join(app.query_one("#run-log").lines)
+        await wait_until(pilot, lambda: len(app.query_one("#run-log").lines) > 3)
+        assert "done: test acc" in "\n".join(s.text for s in app.query_one("#run-log").lines)
         await pilot.press("4", "right_square_bracket")  # the side-by-side comparison
         await wait_compare(pilot, app, "side")
         table = app.query_one("#compare-table")

@@ -1,0 +1,200 @@
+"""What a new user tripped over in the app, driven by Pilot on runs the test writes (and,
+for the gallery, one real run)."""
+import json
+import os
+import time
+
+import pytest
+from conftest import TINY, engine
+from test_snapshots import LONG_ERROR, write_run
+
+from engine.launch.local import hostname, process_start_time
+from tui.app import RotundaApp
+from tui.screens import AskOverrides, Gallery
+from tui.views import RunsView, RunView
+from tui.views import experiments as experiments_view
+from tui.views.base import selected_key
+
+
+@pytest.fixture
+def lab(tmp_path):
+    cfg = tmp_path / "experiments.toml"
+    cfg.write_text(TINY)
+    write_run(tmp_path / "runs", "rot", "20261125-100000-aaaa", "done", 4, 0.3)
+    return cfg
+
+
+def live_run(runs, exp, run_id, state, **status):
+    """A run this process owns (so that it is not 'lost'), in the middle of epoch 2."""
+    d = runs / exp / run_id
+    d.mkdir(parents=True)
+    (d / "status.json").write_text(json.dumps({
+        "state": state, "experiment": exp, "run_id": run_id, "executor": "local",
+        "pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "host": hostname(),
+        "started": "2026-11-25T10:00:00+00:00", "segment_start": time.time() - 100,
+        "active_before": 0.0, "epoch": 1, "epochs": 4, "step": 37, "steps": 100,
+        "best_acc": 0.4, "images_per_s": 300.0, "epoch_s": 50.0, "eta_s": 600.0,
+        "updated": time.time(), **status}))
+    return d
+
+
+async def settle(pilot, app, n_rows, timeout=10.0):
+    end = time.monotonic() + timeout
+    while len(app.snapshot.rows) < n_rows and time.monotonic() < end:
+        await pilot.pause(0.1)
+    await pilot.pause(0.3)
+
+
+def cells(table, key):
+    head = [str(c.label) for c in table.columns.values()]
+    return dict(zip(head, map(str, table.get_row(key))))
+
+
+def shown_keys(app):
+    return {key for key, b in app.screen.active_bindings.items() if b.binding.show}
+
+
+async def test_help_shows_key_names_as_typed(lab):
+    app = RotundaApp(lab, gpu=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        text = str(app.screen.query_one("#pager-text").render())
+        assert "[/b]" not in text
+        assert any(line.split()[:1] == ["["] and "Previous comparison" in line
+                   for line in text.splitlines())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_runs_show_steps_and_a_live_eta_that_fit(tmp_path, lab, size):
+    key = str(live_run(tmp_path / "runs", "part_long_name", "20261125-110000-bbbb", "running"))
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        table = app.query_one("#runs-table")
+        row = cells(table, key)
+        assert row["Epoch"] == "1/4 (37/100)" and row["Run"] == "20261125-110000-bbbb"
+        assert sum(c.get_render_width(table) for c in table.columns.values()) <= size[0] - 2
+        eta = row["ETA"]
+        await pilot.pause(1.5)
+        assert cells(table, key)["ETA"] != eta  # it counts down between epochs
+
+
+async def test_latest_shows_the_result_and_fits_at_100(lab):
+    app = RotundaApp(lab, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 1)
+        table = app.query_one("#exp-table")
+        widths = [c.get_render_width(table) for c in table.columns.values()]
+        assert [str(c.label) for c in table.columns.values()].index("Latest") == 1
+        assert sum(widths[:2]) < 40
+        assert cells(table, "rot")["Latest"] == "done 62.0%"
+
+
+async def test_the_cursor_skips_group_titles_and_the_footer_hints(lab):
+    app = RotundaApp(lab, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 1)
+        table = app.query_one("#exp-table")
+        seen = [selected_key(table)]
+        for key in ["up", "down", "down", "down", "down", "down", "down", "up", "home"]:
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            seen.append(selected_key(table))
+        assert seen[0] == "rot" and not any(k.startswith("group:") for k in seen)
+        assert "probe" in seen
+        assert app.query_one("#exp-detail").render()  # never blank
+        assert {"enter", "o"} <= shown_keys(app) and "g" not in shown_keys(app)
+        await pilot.press("2")
+        assert {"enter", "c", "r", "g"} <= shown_keys(app) and "o" not in shown_keys(app)
+
+
+async def test_overrides_dialog_lists_every_mistake_and_stays_open(lab):
+    app = RotundaApp(lab, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 1)
+        await pilot.press("o", *"epochs=abc foo=1", "enter")
+        assert isinstance(app.screen, AskOverrides)
+        errors = str(app.screen.query_one("#override-errors").render()).splitlines()
+        assert len(errors) == 2 and "epochs" in errors[0] and "foo" in errors[1]
+
+
+@pytest.mark.parametrize("state,queued_notice", [("queued", True), ("running", False)])
+async def test_a_launched_run_is_followed_and_queueing_told_only_when_true(
+        tmp_path, lab, monkeypatch, state, queued_notice):
+    def fake_launch(config, name, overrides, runs_dir, with_deps=False):
+        live_run(runs_dir, name, "20261125-120000-cccc", state, waiting_for="gpu")
+        return "20261125-120000-cccc", runs_dir / ".launch" / "x"
+    monkeypatch.setattr(experiments_view, "launch_detached", fake_launch)
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 1)
+        await pilot.press("down", "down", "enter")  # scratch
+        key = str(tmp_path / "runs" / "scratch" / "20261125-120000-cccc")
+        await settle(pilot, app, 2)
+        assert selected_key(app.query_one(RunsView).query_one("#runs-table")) == key
+        assert app.query_one(RunView).current == key
+        await pilot.pause(2.5)
+        told = [n.message for n in app._notifications]
+        assert not any("waits as queued" in m for m in told)
+        assert any("is queued: waiting for a free GPU slot" in m for m in told) == queued_notice
+
+
+async def test_run_detail_fits_the_terminal(tmp_path, lab):
+    write_run(tmp_path / "runs", "scratch", "20261125-102000-cccc", "failed", 2, 0.1,
+              error=LONG_ERROR, first_test_loss=177.0)
+    for size, plots in [((80, 24), 2), ((200, 50), 6)]:
+        app = RotundaApp(lab, gpu=False, poll_s=0.2)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app, 2)
+            await pilot.press("3")
+            await pilot.pause(0.5)
+            shown = [p for p in app.query("#plots PlotextPlot") if p.display]
+            assert len(shown) == plots and all(p.size.height >= 8 for p in shown)
+            title = app.query_one("#run-title")
+            assert LONG_ERROR in " ".join(str(title.render()).split())
+            log = app.query_one("#run-log")
+            assert "img/s" in "".join(s.text for s in log.lines)
+            assert all(s.cell_length <= log.scrollable_content_region.width for s in log.lines)
+            if size == (200, 50):
+                assert log.size.height >= 10
+
+
+async def test_a_broken_experiments_file_says_why_and_exports_nothing(tmp_path):
+    cfg = tmp_path / "experiments.toml"
+    cfg.write_text('[experiment.a]\nepochs = "many"\n')
+    app = RotundaApp(cfg, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        error = app.snapshot.config_error
+        await pilot.press("4")
+        assert error in str(app.query_one("#compare-notes").render())
+        await pilot.press("e")
+        await pilot.pause(0.5)
+        assert any(n.message == error for n in app._notifications)
+        assert not (tmp_path / "reports").exists()
+
+
+async def test_the_gallery_fits_the_terminal(tmp_path):
+    cfg = tmp_path / "experiments.toml"
+    cfg.write_text(TINY)
+    engine("run", "scratch", "--set", "epochs=1", "--config", cfg, check=True)
+    for width, height in [(80, 24), (200, 50)]:
+        app = RotundaApp(cfg, gpu=False)
+        async with app.run_test(size=(width, height)) as pilot:
+            await settle(pilot, app, 1)
+            await pilot.press("2", "g")
+            assert isinstance(app.screen, Gallery)
+            box = app.screen.query_one("#gallery-box")
+            end = time.monotonic() + 120
+            while "correct" not in str(app.screen.query_one("#gallery-text").render()):
+                assert time.monotonic() < end
+                await pilot.pause(0.3)
+            inner = box.scrollable_content_region.width
+            lines = str(app.screen.query_one("#gallery-text").render()).splitlines()
+            per_row = len(lines[0].split())  # an image's top row is one run of blocks
+            assert per_row == (inner + 2) // 18 and len(lines[0].rstrip()) <= inner
+            left = box.region.x
+            assert abs(left - (width - box.region.right)) <= 1  # centred
+            assert box.region.width >= width - 6
