@@ -24,6 +24,7 @@ from . import tasks
 from .data import load_dataset
 from .export import export_table
 from .optim import Ema
+from .registry import TASKS
 from .sources import cifar_batches_dir
 from .splits import Normalizer, TensorSplit
 from .step import autocast_for, optimise, pick_device, prepare_batch, trainable_model
@@ -38,13 +39,13 @@ EXPLAIN = ("model alone: random tensors made once on the device; engine: device-
            "PIL transforms, DataLoader with workers, fp32")
 
 
-def _model(s: Settings, num_classes: int, device, fast: bool):
+def _model(s: Settings, task, num_classes: int, device, fast: bool):
     """The model and optimiser as train.py builds them; `fast` keeps channels_last and
     compile as configured, else a plain fp32 contiguous model (the conventional path)."""
     torch.manual_seed(s.seed)
     if not fast:
         s = dataclasses.replace(s, channels_last=False)
-    model, opt = trainable_model(s, num_classes, device)
+    model, opt = trainable_model(s, task, num_classes, device)
     return (torch.compile(model) if fast and s.compile else model), opt
 
 
@@ -107,7 +108,7 @@ class _Bench:
         self.cuda = self.device.type == "cuda"
         self.data = load_dataset(s).place(self.device, s.data_placement)
         self.task = tasks.build(s)
-        self.outputs = self.task.outputs(len(self.data.classes))
+        self.classes = len(self.data.classes)
         self.per_step = self.task.images_per_step(s.batch_size)
         self.autocast = autocast_for(self.device, s.amp)
         self.norm = Normalizer(self.data.mean, self.data.std, self.device,
@@ -123,20 +124,24 @@ class _Bench:
         if self.cuda:
             torch.cuda.empty_cache()  # the next path starts from a clean allocator
 
+    def _forward(self, model):
+        return lambda x, y: self.task.forward(model, x, y)
+
     def model_alone(self) -> None:
         """The same training step on normalised tensors made once: the ceiling."""
         s, device = self.s, self.device
-        model, opt = _model(s, self.outputs, device, fast=True)
+        model, opt = _model(s, self.task, self.classes, device, fast=True)
         x = torch.randn(self.per_step, 3, s.image_size, s.image_size, device=device)
         if self.cuda and s.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, self.outputs, (self.per_step,), device=device)
-        self.time("model", lambda: optimise(model, opt, x, y, self.autocast, self.task.loss))
+        y = torch.randint(0, self.task.outputs(self.classes) or 1, (self.per_step,),
+                          device=device)
+        self.time("model", lambda: optimise(self._forward(model), opt, x, y, self.autocast))
 
     def engine(self, profile_dir: Path | None, name: str) -> None:
         """What train.py does per step; then the same batches without the model."""
         s, task = self.s, self.task
-        model, opt = _model(s, self.outputs, self.device, fast=True)
+        model, opt = _model(s, task, self.classes, self.device, fast=True)
         batches = _cycle(lambda: self.data.train.batches(s.batch_size, self.device,
                                                          seed=s.seed, drop_last=True))
         ema = Ema(model, s.ema) if s.ema else None
@@ -144,7 +149,7 @@ class _Bench:
 
         def engine_step():
             x, y = prepare_batch(*next(batches), s, task, self.gen)
-            optimise(model, opt, self.norm(x), y, self.autocast, task.loss)
+            optimise(self._forward(model), opt, self.norm(x), y, self.autocast)
             if ema is not None:
                 ema.update(model, next(count))
 
@@ -160,12 +165,14 @@ class _Bench:
         workers, fp32, contiguous."""
         s, device, task = self.s, self.device, self.task
         ds, how = conventional_dataset(s, self.data, self.data.mean, self.data.std)
+        if TASKS[s.task].trains_features:  # its views are made on the device, by kornia
+            ds, how = None, "none for a two-view method (the engine path is what it has)"
         if ds is None:
             self.rows["conventional"] = {"mode": "conventional", "label": LABELS["conventional"],
                                          "images_per_s": None, "step_ms": None,
                                          "peak_mb": None, "note": how}
             return
-        model, opt = _model(s, self.outputs, device, fast=False)
+        model, opt = _model(s, task, self.classes, device, fast=False)
         loader = torch.utils.data.DataLoader(
             ds, batch_size=s.batch_size, shuffle=True, num_workers=workers, drop_last=True,
             pin_memory=self.cuda, persistent_workers=workers > 0)
@@ -175,7 +182,7 @@ class _Bench:
             xb, yb = next(it)
             x, y = task.train_views(xb.to(device, non_blocking=True),
                                     yb.to(device, non_blocking=True), self.gen)
-            optimise(model, opt, x, y, nullcontext(), task.loss)
+            optimise(self._forward(model), opt, x, y, nullcontext())
 
         self.time("conventional", conventional_step, note=f"{workers} workers; {how}")
 

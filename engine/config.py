@@ -19,8 +19,8 @@ from .settings import (FromExperiment, Settings, Where, apply_overrides, check_c
                        type_name, with_settings)
 
 METRICS = ("test_acc_at_best", "final_test_acc", "best_test_acc")
-EXPERIMENT_KEYS = {"title", "group", "description", "expect"}
-COMPARE_KINDS = ("summary", "table", "models")
+EXPERIMENT_KEYS = {"title", "group", "description", "expect", "reference"}
+COMPARE_KINDS = ("summary", "table", "models", "ssl")
 TABLES = ("lab", "defaults", "experiment", "compare", "sweep", "ablation")
 
 
@@ -28,6 +28,14 @@ TABLES = ("lab", "defaults", "experiment", "compare", "sweep", "ablation")
 class Expect:
     metric: str
     value: float
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published figure to show beside ours, with where it comes from."""
+
+    value: float
+    source: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Experiment:
     settings: Settings
     overrides: dict  # the keys this experiment itself set, for display
     expect: Expect | None = None
+    reference: Reference | None = None
 
     @property
     def needs(self) -> str | None:
@@ -52,6 +61,7 @@ class Compare:
     title: str
     kind: str
     experiments: tuple
+    finetune: str = ""  # kind "ssl": the sweep of fine-tunes with few labels
 
 
 @dataclass(frozen=True)
@@ -163,7 +173,7 @@ def load(path: str | Path) -> Config:
     return Config(
         path=path.resolve(), lab=_lab(data.get("lab", {}), top.sub("lab")), defaults=defaults,
         experiments=experiments,
-        compares={n: _compare(n, t, experiments, top.sub(f"compare.{n}"))
+        compares={n: _compare(n, t, experiments, sweeps, top.sub(f"compare.{n}"))
                   for n, t in data.get("compare", {}).items()},
         sweeps=sweeps,
         ablations={n: _ablation(n, t, experiments, sweeps, top.sub(f"ablation.{n}"))
@@ -231,12 +241,21 @@ def _experiment(name: str, table, defaults: Settings, where: Where) -> Experimen
         if not isinstance(e["value"], (int, float)) or isinstance(e["value"], bool):
             where.fail("expect.value must be a number", "expect")
         expect = Expect(e["metric"], float(e["value"]))
+    reference = None
+    if "reference" in table:
+        r = table["reference"]
+        if not isinstance(r, dict) or set(r) != {"value", "source"} or \
+                not isinstance(r["value"], (int, float)) or isinstance(r["value"], bool) or \
+                not isinstance(r["source"], str):
+            where.fail('reference must be { value = 0.9074, source = "where it is published" }',
+                       "reference")
+        reference = Reference(float(r["value"]), r["source"])
     own = {k: v for k, v in table.items() if k not in EXPERIMENT_KEYS}
     settings = with_settings(defaults, own, where)
     check_consistency(settings, where)
     return Experiment(name=name, title=table.get("title", name), group=table.get("group", ""),
                       description=table.get("description", ""), settings=settings,
-                      overrides=own, expect=expect)
+                      overrides=own, expect=expect, reference=reference)
 
 
 def _experiment_names(names, experiments: dict, key: str, where: Where) -> None:
@@ -246,8 +265,8 @@ def _experiment_names(names, experiments: dict, key: str, where: Where) -> None:
                        key)
 
 
-def _compare(name: str, table, experiments: dict, where: Where) -> Compare:
-    _table(name, table, "compare", where, ("title", "kind", "experiments"))
+def _compare(name: str, table, experiments: dict, sweeps: dict, where: Where) -> Compare:
+    _table(name, table, "compare", where, ("title", "kind", "experiments", "finetune"))
     kind = table.get("kind", "table")
     if kind not in COMPARE_KINDS:
         where.fail(f"kind = {kind!r} is not one of {', '.join(COMPARE_KINDS)}", "kind")
@@ -257,7 +276,11 @@ def _compare(name: str, table, experiments: dict, where: Where) -> Compare:
     for n in names:
         if n not in experiments:
             where.fail(f'no experiment named "{n}"{suggest(n, experiments)}', "experiments")
-    return Compare(name, table.get("title", name), kind, tuple(names))
+    finetune = table.get("finetune", "")
+    if finetune and (kind != "ssl" or finetune not in sweeps):
+        where.fail(f'finetune = {finetune!r}: name a [sweep.NAME] of fine-tunes (with kind = '
+                   f'"ssl"){suggest(finetune, sweeps)}', "finetune")
+    return Compare(name, table.get("title", name), kind, tuple(names), finetune)
 
 
 def _sweep(name: str, table, experiments: dict, where: Where) -> Sweep:

@@ -28,6 +28,9 @@ def load_dataset(s: Settings) -> Dataset:
         data.train = data.train.subset(per_class_subset(data.train.labels(), s.per_class_train))
     if s.limit_train:
         data.train = data.train.subset(stratified_subset(data.train.labels(), s.limit_train))
+    if s.label_fraction < 1:
+        n = max(len(data.classes), round(s.label_fraction * len(data.train)))
+        data.train = data.train.subset(stratified_subset(data.train.labels(), n))
     if s.limit_test:
         data.test = data.test.subset(stratified_subset(data.test.labels(), s.limit_test))
     return data

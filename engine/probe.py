@@ -61,7 +61,7 @@ def spread(f: torch.Tensor) -> float:
 COLLAPSED = 0.05  # spread below this: the run is flagged collapsed
 
 
-def linear_probe(train_f, train_y, test_f, test_y, epochs: int, lr: float = 1e-3,
+def linear_probe(train_f, train_y, test_f, test_y, epochs: int, lr: float = 1e-2,
                  batch: int = 512, seed: int = 0) -> float:
     """A linear classifier trained on frozen, cached features (standardised with the
     train statistics); its test accuracy."""

@@ -85,6 +85,7 @@ class _Settings:
     limit_train: int = rule(0, minimum=0)
     limit_test: int = rule(0, minimum=0)
     per_class_train: int = rule(0, minimum=0)
+    label_fraction: float = rule(1.0, minimum=0.0)
     synthetic_train: int = rule(2000, minimum=8)
     synthetic_test: int = rule(500, minimum=8)
     model: str = rule("resnet18", MODELS)
@@ -228,6 +229,9 @@ def check_consistency(s: Settings, where: Where) -> None:
     if bad:
         where.fail(f"train_layers: {s.model} has no layer {bad[0]!r} "
                    f"(use all, {', '.join(layers)})", "train_layers")
+    if not 0 < s.label_fraction <= 1:
+        where.fail(f"label_fraction is a share of the train set in (0, 1], got "
+                   f"{s.label_fraction}", "label_fraction")
     if s.dropout >= 1:
         where.fail(f"dropout must be below 1, got {s.dropout}", "dropout")
     if s.ema >= 1:
