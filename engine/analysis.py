@@ -356,6 +356,7 @@ def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     for run in runs:
         p = run_progress(run, now)
         step = f"{p['step']}/{p['steps']}" if p["step"] is not None and p["steps"] else None
-        table.rows.append([run.state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
+        state = run.state + (" collapsed" if run.status.get("collapsed") else "")
+        table.rows.append([state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
                            step, p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
     return table

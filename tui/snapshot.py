@@ -29,6 +29,7 @@ class RunRow:
     error: str | None
     summary: Mapping | None  # summary.json, read-only; None until the run is done
     waiting_for: str | None = None  # while queued: "gpu", "cpu" or "experiment NAME"
+    collapsed: bool = False  # its embeddings collapsed (the k-NN monitor's spread)
 
 
 @dataclass(frozen=True)

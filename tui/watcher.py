@@ -85,7 +85,7 @@ def run_row(run: rd.Run, now: float) -> RunRow:
     return RunRow(str(run.path), run.state, run.raw_state, run.experiment, run.run_id,
                   run.epoch, run.epochs, p["step"], p["steps"], p["best_acc"],
                   p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
-                  run.status.get("waiting_for"))
+                  run.status.get("waiting_for"), bool(run.status.get("collapsed")))
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:

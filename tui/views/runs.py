@@ -30,7 +30,10 @@ RESUMABLE = ("lost", "cancelled", "failed", "diverged")
 def run_cells(r: RunRow) -> list:
     values = [r.experiment, r.run_id, epoch_text(r), r.best_acc, r.images_per_s,
               r.elapsed, r.eta]
-    return [state_text(r.state), *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
+    state = state_text(r.state)
+    if r.collapsed:
+        state.append(" collapsed", style="bold red")
+    return [state, *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
 
 
 def fitting_columns(cells: list[list], width: int) -> list[str]:

@@ -12,7 +12,7 @@ from ..snapshot import CompareData, Series
 
 # Two lines a plot at most, told apart by these colours, named in the titles: plotext's
 # legend sits on the top-left corner, over the first (highest) points of a loss curve.
-TRAIN, TEST = "cyan", "orange"
+TRAIN, TEST, KNN = "cyan", "orange", "green"
 # In order of interest: a small terminal shows the first few, larger.
 RUN_PLOTS = (("loss", f"loss, log: train {TRAIN}, test {TEST}"),
              ("acc", f"accuracy %: train {TRAIN}, test {TEST}"),
@@ -21,11 +21,14 @@ RUN_PLOTS = (("loss", f"loss, log: train {TRAIN}, test {TEST}"),
 SMALL_H, NARROW_W = 18, 110  # below: one row of plots; two columns
 
 
-def log_ticks(lo: float, hi: float) -> list[float]:
-    """Tick values for a log10 axis from lo to hi: 1-2-5 steps, with the ends when fewer
-    than two of those fall inside."""
+def log_ticks(lo: float, hi: float, most: int = 4) -> list[float]:
+    """Tick values for a log10 axis from lo to hi: powers of ten (every other one, and so
+    on, past `most`), with the ends when fewer than two fall inside. Few enough that
+    plotext never thins them itself: which ones it kept depended on when the plot was
+    first built, so the same data rendered two ways."""
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    ticks = [m * 10.0 ** k for k in decades for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
+    ticks = [10.0 ** k for k in decades if lo <= 10.0 ** k <= hi]
+    ticks = ticks[::-(-len(ticks) // most)] if ticks else ticks
     return ticks if len(ticks) >= 2 else sorted({lo, *ticks, hi})
 
 
@@ -81,17 +84,27 @@ class RunPlots(Grid):
 
     def show(self, s: Series) -> None:
         col = s.column
-        pct = [(xs, [100 * v for v in ys]) for xs, ys in (col("train_acc"), col("test_acc"))]
+        pct = [(xs, [100 * v for v in ys])
+               for xs, ys in (col("train_acc"), col("test_acc"), col("knn_acc"))]
         self.draw("loss", [(*col("train_loss"), TRAIN), (*col("test_loss"), TEST)], log=True)
-        self.draw("acc", [(*pct[0], TRAIN), (*pct[1], TEST)])
+        # the k-NN monitor: how good the features are, while a run trains (any task)
+        self.draw("acc", [(*pct[0], TRAIN), (*pct[1], TEST), (*pct[2], KNN)],
+                  title=dict(RUN_PLOTS)["acc"] + (f", k-NN {KNN}" if pct[2][0] else ""))
         self.draw("steps", [(s.step_x, s.step_loss, TRAIN)], log=True)
         self.draw("lr", [(s.step_x, s.step_lr, TRAIN)] if s.step_x else [(*col("lr"), TRAIN)])
         self.draw("speed", [(*col("images_per_s"), TRAIN)])
-        mem = col("gpu_mem_peak_mb")
-        self.draw("mem", [(*mem, TRAIN)] if mem[0] else [],
-                  empty="CPU run: no GPU memory" if s.epochs else "")
+        mem, spread = col("gpu_mem_peak_mb"), col("spread")
+        if spread[0] and not mem[0]:  # a CPU run with a collapse watch shows that instead
+            self.draw("mem", [(*spread, TRAIN)], title="embedding spread (0: collapsed)")
+        else:
+            self.draw("mem", [(*mem, TRAIN)] if mem[0] else [],
+                      empty="CPU run: no GPU memory" if s.epochs else "",
+                      title=dict(RUN_PLOTS)["mem"])
 
-    def draw(self, pid: str, lines: list, log: bool = False, empty: str = "") -> None:
+    def draw(self, pid: str, lines: list, log: bool = False, empty: str = "",
+             title: str | None = None) -> None:
+        if title is not None:
+            self.plot(pid).plt.title(title)
         draw_lines(self.plot(pid), lines, log, empty)
 
 
