@@ -65,3 +65,19 @@ def test_simclr_pretrains_is_probed_fine_tuned_and_compared(tmp_path):
         ft = points[label][0].summary["test_acc_at_best"]
         assert float(row[f"{frac}% labels"]) == round(ft, 6)
     assert float(row["Reference"]) == 0.9074 and row["Run"] == pre.run_id
+
+
+def test_the_rotation_pretext_is_evaluated_like_the_others(tiny_config):
+    """Any task can run the k-NN monitor and the linear probe: the rotation pretext keeps
+    its own test loss and accuracy (on rotations) and gains the same k-NN and linear
+    figures as the self-supervised methods."""
+    engine("run", "rot", "--set", "epochs=2", "--set", "knn_every=2", "--set", "knn_k=20",
+           "--set", "linear_probe_epochs=20", "--config", tiny_config, check=True)
+    run = rd.latest_done(tiny_config.parent / "runs", "rot")
+    epochs = [m for m in rd.read_jsonl(run.path / rd.METRICS) if m["kind"] == "epoch"]
+    assert "knn_acc" not in epochs[0] and 0 < epochs[1]["knn_acc"] <= 1  # every 2nd, last
+    assert all(m["test_acc"] is not None for m in epochs)
+    probes = [m for m in rd.read_jsonl(run.path / rd.METRICS) if m["kind"] == "probe"]
+    assert len(probes) == 1 and probes[0]["epoch"] == run.summary["best_epoch"]
+    assert run.summary["linear_acc"] == probes[0]["linear_acc"]
+    assert run.summary["final_knn_acc"] == epochs[1]["knn_acc"]
