@@ -6,10 +6,8 @@ training objective is asked of the run's Task (engine/tasks/).
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
-import statistics
 import sys
 import time
 import traceback
@@ -24,6 +22,7 @@ from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
 from .models import count_params, load_init, train_mode
 from .optim import Ema, Plateau, lr_factor
+from .records import epoch_line, summarize, trim_metrics, write_predictions
 from .registry import TASKS
 from .settings import Pretrained, Settings
 from .splits import Normalizer
@@ -85,11 +84,6 @@ def evaluate(model, split, task, s: Settings, norm: Normalizer, autocast, device
     if not count:
         return None, None, torch.cat(preds)
     return loss_sum / count, correct / count, torch.cat(preds)
-
-
-def write_predictions(path: Path, preds: torch.Tensor) -> None:
-    lines = ["id,label"] + [f"{i},{int(p)}" for i, p in enumerate(preds.tolist())]
-    rd.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = False,
@@ -195,7 +189,7 @@ class Run:
             first, best, self.plateau = state.epoch + 1, (state.best_value, state.best_epoch), \
                 state.plateau
         if resume:
-            _trim_metrics(self.dir / rd.METRICS, first - 1)
+            trim_metrics(self.dir / rd.METRICS, first - 1)
             self.log(f"resume: from epoch {first - 1} checkpoint" if state is not None else
                      "resume: no checkpoint yet, starting from epoch 1")
         total, trainable = count_params(self.model)
@@ -304,7 +298,7 @@ class Run:
             self.task.state_dict()).save(self.ckpt_dir / "last.pt")
         self.progress.end_epoch(record)
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
-        self.log(f"epoch {epoch}/{s.epochs}: " + " | ".join(_epoch_line(record)))
+        self.log(f"epoch {epoch}/{s.epochs}: " + " | ".join(epoch_line(record)))
         return best
 
     def measure(self, epoch: int) -> dict:
@@ -361,60 +355,4 @@ class Run:
                  f" at epoch {summary['best_epoch']} ({self.task.best_means}), "
                  f"{summary['wall_s']:.0f}s")
 
-
-def _epoch_line(record: dict) -> list[str]:
-    parts = [f"train loss {record['train_loss']:.4f}" + (
-        f" acc {record['train_acc']:.4f}" if record["train_acc"] is not None else "")]
-    if record["test_loss"] is not None:
-        parts.append(f"test loss {record['test_loss']:.4f} acc {record['test_acc']:.4f}")
-    if "knn_acc" in record:
-        parts.append(f"k-NN acc {record['knn_acc']:.4f} spread {record['spread']:.3f}")
-    mem = f", {record['gpu_mem_peak_mb']:.0f} MiB" if record["gpu_mem_peak_mb"] else ""
-    return parts + [f"lr {record['lr']:.4g}", f"{record['images_per_s']:.0f} img/s{mem}",
-                    f"{record['epoch_s']:.1f}s"]
-
-
-def _trim_metrics(path: Path, last_epoch: int) -> None:
-    """Keep only lines of epochs a checkpoint covers, so that a resumed run records each
-    epoch exactly once."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if line.endswith("\n") and _epoch_of(line) <= last_epoch]
-    rd.atomic_write_text(path, "".join(keep))
-
-
-def _epoch_of(line: str) -> int:
-    try:
-        return int(json.loads(line).get("epoch", 10**9))
-    except (ValueError, AttributeError):
-        return 10**9
-
-
-def summarize(run_dir: Path, s: Settings, task, total, trainable, classes, gpu_name,
-              device) -> dict:
-    epochs = [m for m in rd.read_jsonl(run_dir / rd.METRICS) if m.get("kind") == "epoch"]
-    rates = [m["images_per_s"] for m in epochs if m.get("images_per_s")]
-    mems = [m["gpu_mem_peak_mb"] for m in epochs if m.get("gpu_mem_peak_mb") is not None]
-    knn = [m for m in epochs if m.get("knn_acc") is not None]
-    probes = [m for m in rd.read_jsonl(run_dir / rd.METRICS) if m.get("kind") == "probe"]
-    status = rd.read_json(run_dir / rd.STATUS) or {}
-    summary = task.summary(epochs)
-    if knn:
-        at_best = next((m for m in knn if m["epoch"] == summary["best_epoch"]), knn[-1])
-        summary.update(knn_acc_at_best=at_best["knn_acc"], final_knn_acc=knn[-1]["knn_acc"],
-                       best_knn_acc=max(m["knn_acc"] for m in knn),
-                       final_spread=knn[-1]["spread"])
-    if probes:
-        summary["linear_acc"] = probes[-1]["linear_acc"]
-    return {
-        "task": s.task, "epochs": len(epochs), **summary, "headline": task.headline,
-        "best_means": task.best_means,
-        "wall_s": progress.view(status, "running")["elapsed"] or 0.0,
-        "train_s": sum(m["epoch_s"] for m in epochs),
-        "median_images_per_s": statistics.median(rates) if rates else None,
-        "gpu_mem_peak_mb": max(mems) if mems else None,
-        "params_total": total, "params_trainable": trainable,
-        "classes": list(task.class_names(classes)), "device": device, "gpu": gpu_name,
-    }
 
