@@ -3,6 +3,9 @@
 # Run through the device tool from the project root with .data carried, e.g.
 #   bash bench/gpu_session.sh speed    # bench + parts 1-4 (issue #6), ~6 min on an H100
 #   bash bench/gpu_session.sh part5    # part 5 over seeds + its baseline (issue #4)
+#   bash bench/gpu_session.sh ssl1     # bench ssl_simclr ssl_byol; rotation, jigsaw, SimCLR
+#   bash bench/gpu_session.sh ssl2     # MoCo v2, BYOL, DINO, then compare ssl_methods (#12)
+# The ssl modes need kornia and lightly, which the GPU box lacks: carry .wheels (GPU.md).
 # Everything lands in $OUT (at most 8 files come back): logs, bench.json, tables.
 set -euo pipefail
 export PYTHONUNBUFFERED=1
@@ -10,6 +13,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/cifar10
 [ -d /tmp/cifar10/train ] || tar -xzf .data/cifar10-jpeg.tar.gz -C /tmp/cifar10
 DATA=(--set data_dir=/tmp/cifar10 --runs-dir /tmp/runs)
+if [ -d .wheels ]; then python3 -m pip install -q --no-index --no-deps .wheels/*.whl; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 case "${1:-speed}" in
@@ -30,5 +34,20 @@ part5)
     echo "part5 x5 seeds wall: $(( $(date +%s) - start )) s" | tee "$OUT/part5.txt"
     python -m engine compare part5_seeds --format markdown --runs-dir /tmp/runs | tee -a "$OUT/part5.txt"
     for r in /tmp/runs/part5_seeds/*/; do tail -n 3 "$r/log.txt"; done > "$OUT/part5-logs.txt"
+    ;;
+ssl1|ssl2)
+    if [ "$1" = ssl1 ]; then
+        python -m engine bench ssl_simclr ssl_byol --set data_dir=/tmp/cifar10 --out "$OUT" 2>&1 \
+            | tee "$OUT/bench-ssl.txt"
+        methods="rotation jigsaw simclr"
+    else
+        methods="moco byol dino"
+    fi
+    for m in $methods; do  # 10 epochs each: images/s, epoch time and k-NN, not final figures
+        python -m engine run "ssl_$m" "${DATA[@]}" --set epochs=10 --set warmup_epochs=1 \
+            --set linear_probe_epochs=50 --now --quiet 2>&1 | tail -n 2
+        tail -n 4 /tmp/runs/ssl_$m/*/log.txt
+    done | tee "$OUT/$1.txt"
+    python -m engine compare ssl_methods --format markdown --runs-dir /tmp/runs | tee -a "$OUT/$1.txt"
     ;;
 esac
