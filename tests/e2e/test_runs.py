@@ -119,6 +119,24 @@ def test_sigterm_cancels_after_the_checkpoint(tiny_config):
     assert "cancelled" in err
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] >= 1
+    done = len(_epoch_lines(run_dir))
+    assert f"checkpoints/last.pt holds epoch {done}" in (run_dir / rd.LOG).read_text()
+
+
+def test_sigterm_in_the_first_epoch_says_there_is_no_checkpoint(tiny_config):
+    proc = _start(tiny_config, "epochs=50", "log_every=1")
+
+    def stepped():
+        runs = _runs(tiny_config, "scratch")
+        metrics = runs[0].path / rd.METRICS if runs else None
+        return bool(metrics and metrics.exists() and '"kind":"step"' in metrics.read_text())
+    _wait_for(stepped)
+    run_dir = _runs(tiny_config, "scratch")[0].path
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    log = (run_dir / rd.LOG).read_text()
+    assert "cancelled by signal 15 in epoch 1; no checkpoint yet" in log
+    assert "holds epoch 0" not in log
 
 
 def test_nan_loss_ends_as_diverged(tiny_config):
@@ -137,6 +155,21 @@ def test_missing_dataset_fails_with_where_it_looked(tiny_config, tmp_path):
     assert proc.returncode == 1
     assert "CIFAR-10 not found in" in proc.stderr and "Traceback" not in proc.stderr
     assert _runs(tiny_config, "scratch")[0].state == "failed"
+
+
+def test_runs_and_compare_show_the_same_images_per_s(trained):
+    """The runs table (from status.json) and the comparisons (from summary.json) report
+    one figure for a run's speed: the median over its epochs."""
+    from engine.analysis import compare_table, runs_table
+    from engine.config import load
+
+    runs = trained.parent / "runs"
+    ft = rd.latest_done(runs, "ft")
+    row = next(r for r in runs_table(rd.list_runs(runs)).rows if r[2] == ft.run_id)
+    side = compare_table(load(trained), "side", runs)
+    col = [name for name, _ in side.columns].index("img/s")
+    compared = next(r for r in side.rows if r[0] == "ft")[col]
+    assert row[6] == compared == ft.summary["median_images_per_s"]
 
 
 def test_compare_status_and_export(trained):

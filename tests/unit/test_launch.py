@@ -99,3 +99,30 @@ def test_the_local_queue_hands_out_one_cpu_slot_at_a_time(tmp_path):
     first.wait()
     line = second.stdout.readline()
     assert line.startswith("started") and second.wait(timeout=20) == 0
+
+
+def _children() -> dict[int, str]:
+    """This process's children and their states, from /proc."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                out[int(d)] = fields[0]
+    return out
+
+
+def test_a_launcher_keeps_no_defunct_children(tmp_path):
+    """The app launches runs and lives on: a job that ends is reaped, not left <defunct>."""
+    before = set(_children())
+    out = launch.get("local").submit(["--help"], tmp_path / "runs", ROOT, "tag")
+    end = time.time() + 30
+    while time.time() < end:
+        mine = {p: s for p, s in _children().items() if p not in before}
+        if not mine and "usage:" in out.read_text():
+            break
+        time.sleep(0.1)
+    assert not mine, f"children left behind: {mine}"  # a zombie would show as state Z
