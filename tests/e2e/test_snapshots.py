@@ -88,15 +88,13 @@ def fake_gallery(run_dir, width):
     return out + Text("20/20 correct (bold: true label; below: predicted)")
 
 
-def ids(sizes):
-    return [f"{w}x{h}" for w, h in sizes]
+CASES = [(view, size) for view in VIEWS for size in SIZES
+         if not (view == "gallery" and size == (120, 40))]  # the issue's three sizes
 
 
-@pytest.mark.parametrize("size", SIZES, ids=ids(SIZES))
-@pytest.mark.parametrize("view", list(VIEWS))
+@pytest.mark.parametrize("view, size", CASES,
+                         ids=[f"{v}-{w}x{h}" for v, (w, h) in CASES])
 def test_main_views(snap_compare, fixed_lab, monkeypatch, view, size):
-    if view == "gallery" and size == (120, 40):
-        pytest.skip("the gallery at the three sizes of the issue")
     monkeypatch.setattr(gallery, "gallery_text", fake_gallery)
     monkeypatch.setattr(gallery, "has_checkpoint", lambda run_dir: True)
     app = RotundaApp(fixed_lab, gpu=False, poll_s=0.1)
