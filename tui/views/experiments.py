@@ -53,7 +53,9 @@ def latest_cell(r) -> Text | str:
     """The latest run's state and its accuracy (the reported figure once done)."""
     if r is None:
         return "-"
-    acc = r.summary.get("test_acc_at_best") if r.summary else r.best_acc
+    # the run's headline figure: test accuracy, or k-NN accuracy for a self-supervised task
+    acc = (r.summary.get(r.summary.get("headline", "test_acc") + "_at_best") if r.summary
+           else r.best_acc)
     text = state_text(r.state)
     if acc is not None:
         text.append(f" {100 * acc:.1f}%")
