@@ -33,10 +33,14 @@ def run_title(r: RunRow) -> Text:
         text.append(f" ETA {fmt(r.eta, SECS)}")
     s = r.summary if r.state == "done" else None
     if s:
-        text.append(f"\nacc {fmt(s.get('test_acc_at_best'), PCT)} at epoch "
-                    f"{s.get('best_epoch')} (lowest test loss), final "
-                    f"{fmt(s.get('final_test_acc'), PCT)}, wall {fmt(s.get('wall_s'), SECS)}, "
-                    f"{s.get('params_trainable', 0):,} trained params")
+        head = s.get("headline", "test_acc")  # k-NN accuracy for a self-supervised task
+        probe = f", linear probe {fmt(s['linear_acc'], PCT)}" if "linear_acc" in s else ""
+        text.append(f"\n{head.replace('_', ' ').replace('test ', '')} "
+                    f"{fmt(s.get(head + '_at_best'), PCT)} at epoch {s.get('best_epoch')} "
+                    f"({s.get('best_means', 'lowest test loss')}), final "
+                    f"{fmt(s.get('final_' + head), PCT)}{probe}, wall "
+                    f"{fmt(s.get('wall_s'), SECS)}, {s.get('params_trainable', 0):,} trained "
+                    "params")
     elif r.error:
         text.append(f"\n{r.error}", style="red")
     return text
