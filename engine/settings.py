@@ -236,6 +236,8 @@ def check_consistency(s: Settings, where: Where) -> None:
         where.fail(f"dropout must be below 1, got {s.dropout}", "dropout")
     if s.ema >= 1:
         where.fail(f"ema is a decay below 1 (e.g. 0.999; 0 is off), got {s.ema}", "ema")
+    if s.knn_t <= 0:
+        where.fail(f"knn_t is the k-NN vote's temperature, above 0, got {s.knn_t}", "knn_t")
     if TASKS[s.task].trains_features and not s.knn_every:
         where.fail(f'task = "{s.task}" trains features without labels: set knn_every = 1 '
                    "(or more): its best checkpoint is picked by k-NN accuracy", "knn_every")

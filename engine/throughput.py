@@ -97,7 +97,8 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
     device = pick_device(s.device)
     cuda = device.type == "cuda"
     cap = max_batch or (1 << 20 if cuda else CPU_CAP)
-    outputs = tasks.build(s).outputs(num_classes(s))
+    # a task that trains features is timed with a classifier head of the dataset's size
+    outputs = tasks.build(s).outputs(num_classes(s)) or num_classes(s)
     rows, largest, why = sweep_batches(
         lambda: build_model(s.model, outputs, s.image_size, s.activation, s.dropout),
         s.image_size, outputs, device, cap, steps, warmup, s.amp, s.channels_last)

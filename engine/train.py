@@ -219,6 +219,9 @@ class Run:
     def train_one_epoch(self, epoch: int) -> Epoch:
         s, model, device = self.s, self.model, self.device
         gen = torch.Generator(device=device).manual_seed((s.seed * 1_000_003 + epoch) * 2 + 1)
+        # kornia's views and dropout draw from the global generator: seeded per epoch too,
+        # so that a resumed epoch sees the views an uninterrupted one would
+        torch.manual_seed(s.seed * 1_000_003 + epoch)
         train_mode(model, s.train_layers)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -333,7 +336,9 @@ class Run:
     def finish(self, total: int, trainable: int, gpu: str | None) -> None:
         best = checkpoint.read(self.ckpt_dir / "best.pt", self.device)
         self.eval_model.load_state_dict(best["model"])  # what predictions and probes score
-        if self.data.predict is not None:  # unlabelled split: submission.csv, best epoch
+        if self.data.predict is not None and not TASKS[self.s.task].trains_features:
+            # an unlabelled split: submission.csv from the best epoch (a head that scores
+            # classes, not a backbone's features)
             _, _, preds = evaluate(self.eval_model, self.data.predict, self.task, self.s,
                                    self.norm, self.autocast, self.device)
             write_predictions(self.dir / rd.SUBMISSION, preds)

@@ -32,7 +32,8 @@ class BYOL(TwoViews):
         p = self.prediction(self.projection(model(x))).float()
         with torch.no_grad():
             z = self.target(x).float()
-        return self.pair_loss(p, z), None, None
+        with self.fp32(p):
+            return self.pair_loss(p, z), None, None
 
     def pair_loss(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Symmetric: view 1's prediction against view 2's target projection and back;

@@ -51,7 +51,8 @@ class DINO(TwoViews):
         with torch.no_grad():
             teacher = self.halves(self.teacher(x).float())
         # The loss pairs each teacher view with the other student view (not its own).
-        loss = self.criterion(list(teacher), list(student), epoch=self.epoch)
+        with self.fp32(student[0]):
+            loss = self.criterion(list(teacher), list(student), epoch=self.epoch)
         return loss, None, None
 
     def after_step(self, model, step: int, total_steps: int) -> None:

@@ -34,7 +34,8 @@ class MoCo(TwoViews):
         # Both directions in one call, so that the queue is read once (without this batch's
         # keys: a second call would find each image's own key among its negatives) and then
         # takes all 2N keys.
-        return self.criterion(q, torch.cat([k2, k1])), None, None
+        with self.fp32(q):
+            return self.criterion(q, torch.cat([k2, k1])), None, None
 
     def after_step(self, model, step: int, total_steps: int) -> None:
         from lightly.models.utils import update_momentum

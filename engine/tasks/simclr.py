@@ -18,7 +18,8 @@ class SimCLR(TwoViews):
     def forward(self, model, x, y):
         z = self.head(model(x)).float()
         z1, z2 = self.halves(z)
-        return self.criterion(z1, z2), None, None
+        with self.fp32(z):
+            return self.criterion(z1, z2), None, None
 
 
 TASK_CLASS = SimCLR

@@ -70,3 +70,9 @@ class TwoViews(Task):
     @staticmethod
     def halves(x: torch.Tensor):
         return x.chunk(2)
+
+    @staticmethod
+    def fp32(z: torch.Tensor):
+        """A context for the loss: autocast off, so that the similarity matmuls of
+        NT-Xent, BYOL's cosine and DINO's softmaxes run in fp32 on CUDA, not bf16."""
+        return torch.autocast(z.device.type, enabled=False)

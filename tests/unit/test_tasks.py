@@ -84,3 +84,17 @@ def test_summary_reports_the_epoch_the_best_metric_picks():
     assert summary["best_epoch"] == 2  # lowest test loss; the first of equals
     assert summary["test_acc_at_best"] == 0.6 and summary["best_test_acc"] == 0.9
     assert summary["final_test_acc"] == 0.8
+
+
+def test_knn_temperature_must_be_positive():
+    with pytest.raises(ConfigError, match="knn_t is the k-NN vote's temperature, above 0"):
+        apply_overrides(Settings(), ["knn_t=0"])
+
+
+def test_throughput_of_a_feature_training_task_times_a_classifier_head(tmp_path):
+    from engine.throughput import run_throughput
+
+    s = dataclasses.replace(Settings(), task="simclr", dataset="synthetic", image_size=16,
+                            device="cpu", knn_every=1)
+    table, _ = run_throughput(s, "simclr", tmp_path, max_batch=2, steps=1, warmup=0)
+    assert [r[0] for r in table.rows] == [1, 2] and table.rows[1][1] > 0
