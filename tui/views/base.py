@@ -69,7 +69,10 @@ class View(TabPane):
         super().__init__(f"{self.KEY} {self.TAB}", id=self.ID)
 
     def consume(self, snap: Snapshot) -> None:
-        """The app calls this with every snapshot."""
+        """The app calls this with every snapshot (not once the view's widgets are gone:
+        a snapshot can arrive while the app is shutting down)."""
+        if not self.query(self.FOCUS):
+            return
         before, self.snap = self.snap, snap
         self.show(snap, before)
 
