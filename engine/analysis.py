@@ -123,8 +123,10 @@ def table_runs(config: Config, name: str, runs_dir: Path) -> list[tuple[str, Pat
                 out.append((label.replace(" seed=0", ""), done[0].path))
         order = {label: i for i, (label, _, _) in enumerate(config.plan(name).points())}
         return sorted(out, key=lambda t: order.get(t[0], order.get(t[0] + " seed=0", 0)))
-    return [(e, r.path) for e in config.compares[name].experiments
-            if (r := rd.latest_done(runs_dir, e))]
+    comp = config.compares[name]
+    return [(e, r.path) for e in comp.experiments if (r := rd.latest_done(runs_dir, e))] + [
+        (f"{sweep} {label}", path) for sweep in comp.sweeps
+        for label, path in table_runs(config, sweep, runs_dir)]
 
 
 def curve(config: Config, name: str, runs_dir: Path,
@@ -219,6 +221,8 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     rows = [(config.experiments[n], rd.latest_done(runs_dir, n)) for n in comp.experiments]
     if comp.kind == "ssl":
         return _ssl_table(config, comp, rows, runs_dir)
+    if comp.kind == "transfer":
+        return _transfer_table(config, comp, rows, runs_dir)
     return _KINDS[comp.kind](comp.title, rows)
 
 
@@ -248,6 +252,65 @@ def _ssl_table(config: Config, comp, rows: list, runs_dir: Path) -> Table:
                        "(test accuracy at the epoch of lowest test loss).")
     if sources:
         table.notes.append("Reference: " + "; ".join(sources) + ".")
+    return table
+
+
+def approach(s, model_head: str) -> str:
+    """What a transfer run trains: the new head only, every layer, or some."""
+    if "all" in s.train_layers:
+        return "fine-tune"
+    if tuple(s.train_layers) == (model_head,):
+        return "feature extractor"
+    return "partial: " + ",".join(s.train_layers)
+
+
+def _transfer_table(config: Config, comp, rows: list, runs_dir: Path) -> Table:
+    """Feature extractor against fine-tune, each at its learning rates: the experiments'
+    latest runs and the done points of the named sweeps, with the winner picked by
+    validation accuracy (test accuracy where a run holds out no validation split)."""
+    from .registry import MODELS
+    from .settings import apply_overrides
+
+    entries = [(e.name, e, e.settings, run) for e, run in rows]
+    for name in comp.sweeps:
+        by_point = rd.runs_by_point(runs_dir, name)
+        for label, base, overrides in config.sweeps[name].points():
+            run = next((r for r in by_point.get(label, []) if r.raw_state == "done"), None)
+            entries.append((f"{name} {label}", config.experiments[base],
+                            apply_overrides(config.experiments[base].settings, overrides), run))
+    table = Table(comp.title, [("Approach", TEXT), ("Run of", TEXT), ("lr", TEXT),
+                               ("Val acc", PCT), ("Test acc", PCT), ("Best test", PCT),
+                               ("Epochs", INT), ("Wall", SECS), ("img/s", RATE),
+                               ("Seed", PCT), ("Seed wall", SECS), ("Run", TEXT)])
+    scored = []
+    for label, e, s, run in entries:
+        summ = (run.summary if run else None) or {}
+        ref = e.reference
+        row = [approach(s, MODELS[s.model].head), label, f"{s.lr:g}",
+               summ.get("val_acc_at_best"), summ.get("test_acc_at_best"),
+               summ.get("best_test_acc"), summ.get("epochs"), summ.get("wall_s"),
+               summ.get("median_images_per_s"), ref.value if ref else None,
+               ref.wall_s if ref else None, run.run_id if run else "no successful run"]
+        table.rows.append(row)
+        if summ:
+            scored.append(row)
+    by_val = [r for r in scored if r[3] is not None]
+    pick, metric = (by_val, 3) if by_val else (scored, 4)
+    if pick:
+        best = max(pick, key=lambda r: r[metric])
+        table.notes.append(
+            f"Winner: {best[0]} at lr {best[2]} ({best[1]}): "
+            + (f"validation {fmt(best[3], PCT)}, " if best[3] is not None else "")
+            + f"test {fmt(best[4], PCT)}; picked by "
+            + ("validation accuracy (the test set reports, it does not choose)." if by_val
+               else "test accuracy (no run held out a validation split)."))
+    table.notes.append("Val acc and Test acc: at the epoch of lowest validation loss (test "
+                       "loss without a validation split); Best test: the highest test "
+                       "accuracy of any epoch, as the seed reports it. Seed: the published "
+                       "figure and its wall time.")
+    sources = sorted({e.reference.source for _, e, _, _ in entries if e.reference})
+    if sources:
+        table.notes.append("Seed: " + "; ".join(sources) + ".")
     return table
 
 

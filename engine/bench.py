@@ -26,7 +26,8 @@ from .export import export_table
 from .optim import Ema
 from .registry import TASKS
 from .sources import cifar_batches_dir
-from .splits import Normalizer, TensorSplit
+from .splits import TensorSplit
+from .weights import normalizer
 from .step import autocast_for, optimise, pick_device, prepare_batch, trainable_model
 from .throughput import sync, timed
 
@@ -111,8 +112,7 @@ class _Bench:
         self.classes = len(self.data.classes)
         self.per_step = self.task.images_per_step(s.batch_size)
         self.autocast = autocast_for(self.device, s.amp)
-        self.norm = Normalizer(self.data.mean, self.data.std, self.device,
-                               self.cuda and s.channels_last)
+        self.norm, _ = normalizer(s, self.data, self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(s.seed)
         self.rows: dict[str, dict] = {}
 

@@ -20,7 +20,7 @@ from .settings import (FromExperiment, Settings, Where, apply_overrides, check_c
 
 METRICS = ("test_acc_at_best", "final_test_acc", "best_test_acc")
 EXPERIMENT_KEYS = {"title", "group", "description", "expect", "reference"}
-COMPARE_KINDS = ("summary", "table", "models", "ssl")
+COMPARE_KINDS = ("summary", "table", "models", "ssl", "transfer")
 TABLES = ("lab", "defaults", "experiment", "compare", "sweep", "ablation")
 
 
@@ -36,6 +36,7 @@ class Reference:
 
     value: float
     source: str
+    wall_s: float | None = None  # the published run's wall time, where it says
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Compare:
     kind: str
     experiments: tuple
     finetune: str = ""  # kind "ssl": the sweep of fine-tunes with few labels
+    sweeps: tuple = ()  # kind "transfer": sweeps whose points join the table
 
 
 @dataclass(frozen=True)
@@ -244,12 +246,14 @@ def _experiment(name: str, table, defaults: Settings, where: Where) -> Experimen
     reference = None
     if "reference" in table:
         r = table["reference"]
-        if not isinstance(r, dict) or set(r) != {"value", "source"} or \
-                not isinstance(r["value"], (int, float)) or isinstance(r["value"], bool) or \
-                not isinstance(r["source"], str):
-            where.fail('reference must be { value = 0.9074, source = "where it is published" }',
-                       "reference")
-        reference = Reference(float(r["value"]), r["source"])
+        number = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not isinstance(r, dict) or not {"value", "source"} <= set(r) <= \
+                {"value", "source", "wall_s"} or not number(r["value"]) or \
+                not isinstance(r["source"], str) or not number(r.get("wall_s", 0)):
+            where.fail('reference must be { value = 0.9074, source = "where it is published" '
+                       '} (and optionally wall_s = its wall time in seconds)', "reference")
+        reference = Reference(float(r["value"]), r["source"],
+                              float(r["wall_s"]) if "wall_s" in r else None)
     own = {k: v for k, v in table.items() if k not in EXPERIMENT_KEYS}
     settings = with_settings(defaults, own, where)
     check_consistency(settings, where)
@@ -266,12 +270,14 @@ def _experiment_names(names, experiments: dict, key: str, where: Where) -> None:
 
 
 def _compare(name: str, table, experiments: dict, sweeps: dict, where: Where) -> Compare:
-    _table(name, table, "compare", where, ("title", "kind", "experiments", "finetune"))
+    _table(name, table, "compare", where,
+           ("title", "kind", "experiments", "finetune", "sweeps"))
     kind = table.get("kind", "table")
     if kind not in COMPARE_KINDS:
         where.fail(f"kind = {kind!r} is not one of {', '.join(COMPARE_KINDS)}", "kind")
-    names = table.get("experiments")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+    names = table.get("experiments", [] if table.get("sweeps") else None)
+    if not isinstance(names, list) or not (names or table.get("sweeps")) or \
+            not all(isinstance(n, str) for n in names):
         where.fail("experiments must be a non-empty list of experiment names", "experiments")
     for n in names:
         if n not in experiments:
@@ -280,7 +286,14 @@ def _compare(name: str, table, experiments: dict, sweeps: dict, where: Where) ->
     if finetune and (kind != "ssl" or finetune not in sweeps):
         where.fail(f'finetune = {finetune!r}: name a [sweep.NAME] of fine-tunes (with kind = '
                    f'"ssl"){suggest(finetune, sweeps)}', "finetune")
-    return Compare(name, table.get("title", name), kind, tuple(names), finetune)
+    plans = table.get("sweeps", [])
+    if not isinstance(plans, list) or not all(isinstance(n, str) for n in plans):
+        where.fail("sweeps must be a list of sweep names", "sweeps")
+    for n in plans:
+        if kind != "transfer" or n not in sweeps:
+            where.fail(f'sweeps = [{n!r}]: name [sweep.NAME]s (with kind = "transfer")'
+                       f"{suggest(n, sweeps)}", "sweeps")
+    return Compare(name, table.get("title", name), kind, tuple(names), finetune, tuple(plans))
 
 
 def _sweep(name: str, table, experiments: dict, where: Where) -> Sweep:

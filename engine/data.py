@@ -24,16 +24,34 @@ def load_dataset(s: Settings) -> Dataset:
         data = load_hdf5(Path(s.data_dir), s.image_size)
     else:
         data = load_imagefolder(Path(s.data_dir), s.image_size)
-    if s.per_class_train:
-        data.train = data.train.subset(per_class_subset(data.train.labels(), s.per_class_train))
     if s.limit_train:
         data.train = data.train.subset(stratified_subset(data.train.labels(), s.limit_train))
+    if s.train_val_split:
+        data.train, data.val = hold_out(data.train, s.train_val_split)
+    if s.per_class_train:
+        data.train = data.train.subset(per_class_subset(data.train.labels(), s.per_class_train))
     if s.label_fraction < 1:
         n = max(len(data.classes), round(s.label_fraction * len(data.train)))
         data.train = data.train.subset(stratified_subset(data.train.labels(), n))
     if s.limit_test:
         data.test = data.test.subset(stratified_subset(data.test.labels(), s.limit_test))
     return data
+
+
+def hold_out(train, share: float):
+    """(train, validation): `share` of the train split, stratified by class and chosen by
+    a fixed seed (the same validation images for every run of the dataset), held out."""
+    labels = train.labels()
+    if labels is None:
+        raise DataError("train_val_split needs a labelled train split")
+    n = max(1, round(share * len(labels)))
+    if n >= len(labels):
+        raise DataError(f"train_val_split = {share} leaves no training images of "
+                        f"{len(labels)}")
+    val = stratified_subset(labels, n, seed=1)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return train.subset(keep.nonzero().flatten()), train.subset(val)
 
 
 def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:

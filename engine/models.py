@@ -120,8 +120,22 @@ def build_resnet18_cifar(num_classes, image_size, act, dropout):
     return m
 
 
+def build_resnet34(num_classes, image_size, act, dropout):
+    return tvm.resnet34(num_classes=num_classes)
+
+
 def build_resnet50(num_classes, image_size, act, dropout):
     return tvm.resnet50(num_classes=num_classes)
+
+
+def _build_vgg(name):
+    def build(num_classes, image_size, act, dropout):
+        return getattr(tvm, name)(num_classes=num_classes, dropout=dropout)
+    return build
+
+
+for _name in ("vgg11", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn"):
+    globals()[f"build_{_name}"] = _build_vgg(_name)
 
 
 def build_model(name: str, num_classes: int, image_size: int = 32, activation: str = "relu",
@@ -134,6 +148,14 @@ def build_model(name: str, num_classes: int, image_size: int = 32, activation: s
     if activation != "relu":
         _swap_activations(model, act)
     return model
+
+
+def head(model: nn.Module, model_name: str) -> nn.Module:
+    return model.get_submodule(MODELS[model_name].head)
+
+
+def replace_head(model: nn.Module, model_name: str, module: nn.Module) -> None:
+    model.set_submodule(MODELS[model_name].head, module)
 
 
 def _under(name: str, layers) -> bool:

@@ -46,7 +46,7 @@ def lr_factor(s: Settings, step: int, steps_per: int) -> float:
 @dataclass
 class Plateau:
     """schedule = "plateau": multiply the rate by gamma after `patience` epochs without a
-    lower test loss."""
+    lower validation loss (test loss without a validation split)."""
 
     factor: float = 1.0
     bad: int = 0

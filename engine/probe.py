@@ -12,13 +12,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .registry import MODELS
+from .models import head as head_of
 
 
 @torch.inference_mode()
 def features(model, model_name: str, split, norm, autocast, device, batch: int):
     """(features, labels) of a whole split, in order, without augmentation."""
-    head = getattr(model, MODELS[model_name].head)
+    head = head_of(model, model_name)
     got = []
     hook = head.register_forward_hook(lambda m, inp, out: got.append(inp[0].float()))
     model.eval()

@@ -20,8 +20,10 @@ def write_predictions(path: Path, preds) -> None:
 def epoch_line(record: dict) -> list[str]:
     parts = [f"train loss {record['train_loss']:.4f}" + (
         f" acc {record['train_acc']:.4f}" if record["train_acc"] is not None else "")]
-    if record["test_loss"] is not None:
-        parts.append(f"test loss {record['test_loss']:.4f} acc {record['test_acc']:.4f}")
+    for split in ("val", "test"):
+        if record.get(f"{split}_loss") is not None:
+            parts.append(f"{split} loss {record[f'{split}_loss']:.4f} "
+                         f"acc {record[f'{split}_acc']:.4f}")
     if "knn_acc" in record:
         parts.append(f"k-NN acc {record['knn_acc']:.4f} spread {record['spread']:.3f}")
     mem = f", {record['gpu_mem_peak_mb']:.0f} MiB" if record["gpu_mem_peak_mb"] else ""

@@ -13,26 +13,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESNET_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
+VGG_LAYERS = ("features", "classifier", "classifier.6")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     layers: tuple  # the module names train_layers may name
-    head: str  # the output layer: replaced when the number of classes differs
+    head: str  # the output layer (a dotted module name): replaced for the dataset's classes
     input_size: int  # the image size it is meant for
     description: str
+    # torchvision's published weights for it: name -> file name under
+    # https://download.pytorch.org/models/ (the first is torchvision's DEFAULT)
+    weights: dict = field(default_factory=dict)
+    # published weights' key prefixes -> ours, where our module names differ
+    rename: tuple = ()
+
+
+def _vgg(name: str, file: str) -> ModelSpec:
+    return ModelSpec(name, VGG_LAYERS, "classifier.6", 224, f"torchvision {name.upper()}",
+                     {"IMAGENET1K_V1": file})
 
 
 MODELS = {m.name: m for m in (
-    ModelSpec("resnet18", RESNET_LAYERS, "fc", 224, "torchvision ResNet18"),
+    ModelSpec("resnet18", RESNET_LAYERS, "fc", 224, "torchvision ResNet18",
+              {"IMAGENET1K_V1": "resnet18-f37072fd.pth"}),
     ModelSpec("resnet18_cifar", RESNET_LAYERS, "fc", 32,
               "ResNet18 with a 3x3 stem and no max-pool, for 32x32 images"),
-    ModelSpec("resnet50", RESNET_LAYERS, "fc", 224, "torchvision ResNet50"),
+    ModelSpec("resnet34", RESNET_LAYERS, "fc", 224, "torchvision ResNet34",
+              {"IMAGENET1K_V1": "resnet34-b627a593.pth"}),
+    ModelSpec("resnet50", RESNET_LAYERS, "fc", 224, "torchvision ResNet50",
+              {"IMAGENET1K_V2": "resnet50-11ad3fa6.pth",
+               "IMAGENET1K_V1": "resnet50-0676ba61.pth"}),
     ModelSpec("lenet", ("conv1", "conv2", "fc1", "fc2", "fc"), "fc", 32,
               "LeNet-5 for colour images"),
     ModelSpec("alexnet", ("features", "classifier", "fc"), "fc", 70,
-              "AlexNet as seed 001's layer table (70x70 input for CIFAR-10)"),
+              "AlexNet as seed 001's layer table (70x70 input for CIFAR-10; 224 with "
+              "ImageNet weights)",
+              {"IMAGENET1K_V1": "alexnet-owt-7be5be79.pth"}, (("classifier.6.", "fc."),)),
+    _vgg("vgg11", "vgg11-8a719046.pth"),
+    _vgg("vgg16", "vgg16-397923af.pth"),
+    _vgg("vgg19", "vgg19-dcbb9e9d.pth"),
+    _vgg("vgg16_bn", "vgg16_bn-6c64b313.pth"),
+    _vgg("vgg19_bn", "vgg19_bn-c79401a0.pth"),
     ModelSpec("cifarnet", ("stem", "layer1", "layer2", "layer3", "fc"), "fc", 32,
               "small fast net for 32x32: three conv stages, global max-pool"),
 )}

@@ -14,8 +14,8 @@ from . import launch
 from . import rundir as rd
 from .config import Config, dependency_chain, load, needs
 from .errors import ConfigError, RunError
-from .settings import (FromExperiment, FromFile, Settings, apply_overrides, settings_dict,
-                       settings_from_dict)
+from .settings import (FromExperiment, FromFile, Settings, WeightsFile, apply_overrides,
+                       settings_dict, settings_from_dict)
 
 
 def resolve_settings(config: Config, name: str, overrides: list[str]) -> Settings:
@@ -29,12 +29,13 @@ def _under(config: Config, path: str) -> Path:
 
 
 def resolve_init(config: Config, name: str, s: Settings, runs_dir: Path) -> str:
-    """The checkpoint file a run starts from ("" for none, or for published weights,
-    which the model loads itself)."""
-    if isinstance(s.init, FromFile):
+    """The checkpoint or weights file a run starts from ("" for none, or for published
+    weights by name, which the run finds in torch's cache)."""
+    if isinstance(s.init, (FromFile, WeightsFile)):
         path = _under(config, s.init.path)
         if not path.exists():
-            raise RunError(f"{name}: init checkpoint {path} does not exist")
+            what = "checkpoint" if isinstance(s.init, FromFile) else "weights file"
+            raise RunError(f"{name}: init {what} {path} does not exist")
         return str(path)
     if not isinstance(s.init, FromExperiment):
         return ""

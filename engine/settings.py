@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import hub
 from .errors import ConfigError
 from .registry import MODELS, TASKS, option_settings
 
@@ -59,7 +60,8 @@ class FromFile:
 
 @dataclass(frozen=True)
 class Pretrained:
-    """Published weights by torchvision name. TOML: init = { pretrained = "IMAGENET1K_V1" }."""
+    """Published weights by torchvision name (or DEFAULT), downloaded into torch's cache
+    where there is network. TOML: init = { pretrained = "IMAGENET1K_V1" }."""
 
     weights: str
 
@@ -70,8 +72,24 @@ class Pretrained:
         return {"pretrained": self.weights}
 
 
-Init = FromExperiment | FromFile | Pretrained
-INIT_KINDS = {"file": FromFile, "pretrained": Pretrained, "experiment": FromExperiment}
+@dataclass(frozen=True)
+class WeightsFile:
+    """Published weights from a file (the offline way): strict keys, the hash in the name
+    checked. TOML: init = { weights_file = "resnet50-0676ba61.pth" }, relative to
+    experiments.toml."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return f"weights {Path(self.path).name}"
+
+    def to_toml(self):
+        return {"weights_file": self.path}
+
+
+Init = FromExperiment | FromFile | Pretrained | WeightsFile
+INIT_KINDS = {"file": FromFile, "pretrained": Pretrained, "weights_file": WeightsFile,
+              "experiment": FromExperiment}
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,8 @@ class _Settings:
     download: bool = True
     data_placement: str = rule("auto", ("auto", "device", "host"))
     image_size: int = rule(32, minimum=8)
+    input_size: int = rule(0, minimum=0)
+    train_val_split: float = rule(0.0, minimum=0.0)
     limit_train: int = rule(0, minimum=0)
     limit_test: int = rule(0, minimum=0)
     per_class_train: int = rule(0, minimum=0)
@@ -191,8 +211,9 @@ def parse_init(value: Any, where: Where):
         (kind, arg), = value.items()
         if kind in INIT_KINDS and isinstance(arg, str) and arg:
             return INIT_KINDS[kind](arg)
-    where.fail(f"init must be an experiment name, {{ file = \"path.pt\" }} or "
-               f"{{ pretrained = \"WEIGHTS\" }}, got {value!r}", "init")
+    where.fail(f"init must be an experiment name, {{ file = \"path.pt\" }}, "
+               f"{{ pretrained = \"WEIGHTS\" }} or {{ weights_file = \"path.pth\" }}, got "
+               f"{value!r}", "init")
 
 
 def check_setting(key: str, value: Any, where: Where) -> Any:
@@ -229,6 +250,14 @@ def check_consistency(s: Settings, where: Where) -> None:
     if bad:
         where.fail(f"train_layers: {s.model} has no layer {bad[0]!r} "
                    f"(use all, {', '.join(layers)})", "train_layers")
+    if isinstance(s.init, Pretrained):
+        try:
+            hub.published(s.model, s.init.weights)
+        except ValueError as exc:
+            where.fail(f"init: {exc}", "init")
+    if s.train_val_split >= 1:
+        where.fail(f"train_val_split is the share of the train set held out for validation, "
+                   f"below 1 (e.g. 0.2), got {s.train_val_split}", "train_val_split")
     if not 0 < s.label_fraction <= 1:
         where.fail(f"label_fraction is a share of the train set in (0, 1], got "
                    f"{s.label_fraction}", "label_fraction")
@@ -244,6 +273,22 @@ def check_consistency(s: Settings, where: Where) -> None:
     if s.tta and not TASKS[s.task].mirror_keeps_label:
         where.fail(f'tta (flip averaging) would change {s.task} labels: use it with '
                    'task = "classify" only', "tta")
+
+
+PUBLISHED_INPUT = 224  # the crop size of every torchvision ImageNet weights here (tested)
+
+
+def published_init(s: Settings) -> bool:
+    """Starts from published ImageNet weights (by name or from a file): the input follows
+    the weights (224 px, ImageNet normalisation)."""
+    return isinstance(s.init, (Pretrained, WeightsFile)) and bool(MODELS[s.model].weights)
+
+
+def input_size(s: Settings) -> int:
+    """The size the model sees: input_size when set, else the published weights' size,
+    else the stored image_size. Images stay stored at image_size and are resized per
+    batch on the device."""
+    return s.input_size or (PUBLISHED_INPUT if published_init(s) else s.image_size)
 
 
 def with_settings(base: Settings, table: dict, where: Where) -> Settings:

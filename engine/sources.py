@@ -150,9 +150,16 @@ def _scan_split(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
     return items
 
 
+def labelled_test_dir(root: Path) -> Path | None:
+    """test/<class>/, else val/<class>/ (a test/ of unlabelled images, as the Visual
+    Decathlon archive has, is passed over)."""
+    return next((root / n for n in ("test", "val") if (root / n).is_dir()
+                 and any(p.is_dir() for p in (root / n).iterdir())), None)
+
+
 def load_imagefolder(root: Path, size: int, mean=None, std=None) -> Dataset:
     train_dir = root / "train"
-    test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+    test_dir = labelled_test_dir(root)
     if not train_dir.is_dir() or test_dir is None:
         raise DataError(f"image folder not found in {root} (looked for train/<class>/ and "
                         "test/<class>/ or val/<class>/). Put the images there, set data_dir, "

@@ -161,20 +161,23 @@ class Dataset:
     std: tuple
     source: str  # where it came from, for the log
     predict: TensorSplit | HDF5Split | None = None  # unlabelled split for submission.csv
+    val: TensorSplit | HDF5Split | None = None  # held out of train (train_val_split)
+
+    def splits(self) -> dict:
+        return {name: sp for name in ("train", "val", "test", "predict")
+                if (sp := getattr(self, name)) is not None}
 
     def place(self, device: torch.device, placement: str) -> "Dataset":
         """In-memory splits go to the device unless they would not fit (auto: over half
         of the free device memory), in which case batches stream from host memory."""
-        splits = [sp for sp in (self.train, self.test, self.predict)
-                  if isinstance(sp, TensorSplit)]
+        splits = [sp for sp in self.splits().values() if isinstance(sp, TensorSplit)]
         nbytes = sum(sp.x.numel() for sp in splits)
         on_device = placement == "device" or (placement == "auto" and (
             device.type != "cuda" or nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]))
         if not on_device:
             return self
         moved = {name: (sp.to(device) if isinstance(sp, TensorSplit) else sp)
-                 for name, sp in (("train", self.train), ("test", self.test),
-                                  ("predict", self.predict)) if sp is not None}
+                 for name, sp in self.splits().items()}
         return dataclasses.replace(self, **moved)
 
 
@@ -201,12 +204,20 @@ def resize_u8(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Normalizer:
-    def __init__(self, mean, std, device, channels_last: bool):
+    """uint8 batch -> the model's input: normalised, channels_last when asked, and resized
+    (bilinear; antialiased when shrinking) from `stored` to `size` pixels. Only whole
+    images, at the stored size, are resized: a task's smaller views (jigsaw's tiles) are
+    the model's input as they are."""
+
+    def __init__(self, mean, std, device, channels_last: bool, stored: int = 0,
+                 size: int = 0):
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
-        self.channels_last = channels_last
+        self.channels_last, self.stored, self.size = channels_last, stored, size
 
     def __call__(self, x_u8: torch.Tensor) -> torch.Tensor:
         x = (x_u8.float() - self.mean) / self.std
+        if self.size != self.stored and x.shape[-1] == self.stored:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                              align_corners=False, antialias=self.stored > self.size)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-

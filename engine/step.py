@@ -10,10 +10,9 @@ from torch import nn
 
 from .augment import crop_flip, cutout
 from .errors import DeviceError
-from .models import build_model, freeze_except, train_mode
-from .registry import MODELS
+from .models import build_model, freeze_except, head, replace_head, train_mode
 from .optim import make_optimizer
-from .settings import Settings
+from .settings import Settings, input_size
 
 
 def pick_device(choice: str) -> torch.device:
@@ -38,12 +37,11 @@ def trainable_model(s: Settings, task, num_classes: int, device: torch.device, l
     BatchNorm stays in eval), on the device (channels_last on CUDA when set), with the
     task's own modules (projection heads, momentum copies) and one optimiser for both."""
     outputs = task.outputs(num_classes)
-    model = build_model(s.model, outputs or 1, s.image_size, s.activation, s.dropout)
+    model = build_model(s.model, outputs or 1, input_size(s), s.activation, s.dropout)
     width = outputs
     if outputs is None:
-        head = MODELS[s.model].head
-        width = getattr(model, head).in_features
-        setattr(model, head, nn.Identity())
+        width = head(model, s.model).in_features
+        replace_head(model, s.model, nn.Identity())
     if load is not None:
         load(model)
     freeze_except(model, s.train_layers)

@@ -15,7 +15,7 @@ from . import tasks
 from .data import num_classes
 from .export import export_table, pyplot, save_figure
 from .models import build_model
-from .settings import Settings
+from .settings import Settings, input_size
 from .step import autocast_for, optimise, pick_device
 
 CPU_CAP = 64
@@ -99,11 +99,12 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
     cap = max_batch or (1 << 20 if cuda else CPU_CAP)
     # a task that trains features is timed with a classifier head of the dataset's size
     outputs = tasks.build(s).outputs(num_classes(s)) or num_classes(s)
+    size = input_size(s)
     rows, largest, why = sweep_batches(
-        lambda: build_model(s.model, outputs, s.image_size, s.activation, s.dropout),
-        s.image_size, outputs, device, cap, steps, warmup, s.amp, s.channels_last)
+        lambda: build_model(s.model, outputs, size, s.activation, s.dropout),
+        size, outputs, device, cap, steps, warmup, s.amp, s.channels_last)
     gpu = torch.cuda.get_device_name(device) if cuda else "CPU"
-    table = Table(f"Throughput of {s.model} at {s.image_size}px on {gpu}",
+    table = Table(f"Throughput of {s.model} at {size}px on {gpu}",
                   [("Batch", INT), ("images/s", RATE), ("step ms", RATE), ("peak MiB", RATE),
                    ("Note", TEXT)])
     for r in rows:
@@ -113,7 +114,7 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
     stem = f"throughput-{name}"
     paths = export_table(table, out_dir, stem)
     rd.atomic_write_text(Path(out_dir) / f"{stem}.json", json.dumps(
-        {"experiment": name, "model": s.model, "image_size": s.image_size, "device": gpu,
+        {"experiment": name, "model": s.model, "image_size": size, "device": gpu,
          "largest_batch": largest, "stopped": why, "rows": rows}, indent=2) + "\n")
     paths.append(Path(out_dir) / f"{stem}.json")
     ok = [r for r in rows if r["images_per_s"]]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, launch, probe, progress, tasks
+from . import checkpoint, launch, probe, progress, tasks, weights
 from . import rundir as rd
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
@@ -24,8 +24,7 @@ from .models import count_params, load_init, train_mode
 from .optim import Ema, Plateau, lr_factor
 from .records import epoch_line, summarize, trim_metrics, write_predictions
 from .registry import TASKS
-from .settings import Pretrained, Settings
-from .splits import Normalizer
+from .settings import Pretrained, Settings, WeightsFile
 from .step import Stepper, autocast_for, logits, pick_device, prepare_batch, trainable_model
 
 
@@ -63,7 +62,7 @@ class Stop:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def evaluate(model, split, task, s: Settings, norm: Normalizer, autocast, device):
+def evaluate(model, split, task, s: Settings, norm, autocast, device):
     """Loss, accuracy and per-example predictions on a split, in large batches, in the
     order of predictions.csv's ids. An unlabelled split gives predictions only (loss and
     accuracy None)."""
@@ -148,7 +147,8 @@ class Run:
         train_x = getattr(self.data.train, "x", None)
         where = ("on the device" if train_x is not None and train_x.device == self.device
                  else "streamed from the host")
-        self.log(f"data: {self.data.source}; {len(self.data.train)} train, "
+        val = f"{len(self.data.val)} validation, " if self.data.val is not None else ""
+        self.log(f"data: {self.data.source}; {len(self.data.train)} train, {val}"
                  f"{len(self.data.test)} test, {len(self.data.classes)} classes, {where} "
                  f"({time.time() - t0:.1f}s)")
         self.ckpt_dir.mkdir(exist_ok=True)
@@ -158,9 +158,8 @@ class Run:
         def load(model):
             if state is not None:
                 model.load_state_dict(state.model)
-            elif isinstance(s.init, Pretrained):
-                raise RotundaError(f"init = {{ pretrained = \"{s.init.weights}\" }}: published "
-                                   "weights are not supported yet")
+            elif isinstance(s.init, (Pretrained, WeightsFile)):
+                self.log(weights.load_published(model, s, init_from, self.log))
             elif init_from:
                 skipped = load_init(model, s.model, Path(init_from))
                 self.log(f"init: weights from {init_from}; new head: "
@@ -170,8 +169,8 @@ class Run:
                                                self.device, load)
         self.ema = Ema(self.model, s.ema) if s.ema else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
-        self.norm = Normalizer(self.data.mean, self.data.std, self.device,
-                               self.device.type == "cuda" and s.channels_last)
+        self.norm, line = weights.normalizer(s, self.data, self.device)
+        self.log(line)
         self.autocast = autocast_for(self.device, s.amp)
         self.stepper = Stepper(self.model, self.task, s.compile, self.log)
         return state
@@ -293,8 +292,9 @@ class Run:
                                     epoch)
             if s.predictions and preds is not None:
                 write_predictions(self.dir / rd.PREDICTIONS, preds)
-        if record["test_loss"] is not None:
-            self.plateau.update(record["test_loss"], s)
+        watched = record.get("val_loss", record["test_loss"])
+        if watched is not None:
+            self.plateau.update(watched, s)
         checkpoint.TrainState(
             self.model.state_dict(), self.opt.state_dict(), epoch, best[0], best[1],
             self.plateau, self.ema.averaged.state_dict() if self.ema is not None else None,
@@ -310,11 +310,14 @@ class Run:
         last), and the predictions for predictions.csv."""
         s, out = self.s, {"test_loss": None, "test_acc": None, "preds": None}
         if not TASKS[s.task].trains_features:
-            loss, acc, preds = evaluate(self.eval_model, self.data.test, self.task, s,
-                                        self.norm, self.autocast, self.device)
-            if not math.isfinite(loss):
-                raise Diverged(f"test loss became {loss} after epoch {epoch}")
-            out.update(test_loss=loss, test_acc=acc, preds=preds)
+            for split in ("val", "test") if self.data.val is not None else ("test",):
+                loss, acc, preds = evaluate(self.eval_model, getattr(self.data, split),
+                                            self.task, s, self.norm, self.autocast,
+                                            self.device)
+                if not math.isfinite(loss):
+                    raise Diverged(f"{split} loss became {loss} after epoch {epoch}")
+                out.update({f"{split}_loss": loss, f"{split}_acc": acc})
+            out["preds"] = preds  # the test set's
         if s.knn_every and (epoch % s.knn_every == 0 or epoch == s.epochs):
             train_f, train_y, test_f, test_y = self.features()
             out["knn_acc"] = probe.knn_accuracy(train_f, train_y, test_f, test_y, s.knn_k,

@@ -21,6 +21,10 @@ class Task:
     def __init__(self, settings):
         self.s = settings
         self.parts: list = []  # build()'s modules, saved by state_dict()
+        if self.best_metric.startswith("test_") and settings.train_val_split:
+            # a validation split picks the best epoch; the test set only reports
+            self.best_metric = "val_" + self.best_metric[5:]
+            self.best_means = self.best_means.replace("test", "validation")
 
     # The epoch record key a viewer shows as the run's accuracy so far.
     headline = "test_acc"
@@ -89,10 +93,14 @@ class Task:
     def summary(self, epochs: list[dict]) -> dict:
         """What the run's summary reports about its epochs."""
         best = next(m for m in epochs if m["epoch"] == self.best_epoch(epochs))
-        return {"best_epoch": best["epoch"], "best_test_loss": best["test_loss"],
-                "test_acc_at_best": best["test_acc"], "final_test_acc": epochs[-1]["test_acc"],
-                "best_test_acc": max(m["test_acc"] for m in epochs),
-                "final_train_acc": epochs[-1]["train_acc"]}
+        out = {"best_epoch": best["epoch"], "best_test_loss": best["test_loss"],
+               "test_acc_at_best": best["test_acc"], "final_test_acc": epochs[-1]["test_acc"],
+               "best_test_acc": max(m["test_acc"] for m in epochs),
+               "final_train_acc": epochs[-1]["train_acc"]}
+        if best.get("val_loss") is not None:
+            out.update(best_val_loss=best["val_loss"], val_acc_at_best=best["val_acc"],
+                       best_val_acc=max(m["val_acc"] for m in epochs))
+        return out
 
     def best_epoch(self, epochs: list[dict]) -> int:
         best = None
