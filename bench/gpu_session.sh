@@ -5,7 +5,10 @@
 #   bash bench/gpu_session.sh part5    # part 5 over seeds + its baseline (issue #4)
 #   bash bench/gpu_session.sh ssl1     # bench ssl_simclr ssl_byol; rotation, jigsaw, SimCLR
 #   bash bench/gpu_session.sh ssl2     # MoCo v2, BYOL, DINO, then compare ssl_methods (#12)
+#   bash bench/gpu_session.sh transfer # AlexNet from ImageNet: probe and fine-tune (#13)
 # The ssl modes need kornia and lightly, which the GPU box lacks: carry .wheels (GPU.md).
+# transfer needs alexnet-owt-7be5be79.pth (233 MB) in $TORCH_HOME/hub/checkpoints: the
+# lent box has no network and the carry limit is 64 MiB, so run it where there is one.
 # Everything lands in $OUT (at most 8 files come back): logs, bench.json, tables.
 set -euo pipefail
 export PYTHONUNBUFFERED=1
@@ -49,5 +52,13 @@ ssl1|ssl2)
         tail -n 4 /tmp/runs/ssl_$m/*/log.txt
     done | tee "$OUT/$1.txt"
     python -m engine compare ssl_methods --format markdown --runs-dir /tmp/runs | tee -a "$OUT/$1.txt"
+    ;;
+transfer)
+    for e in alexnet_probe alexnet_finetune; do  # seed 002: about 24 min each on a T4
+        python -m engine run $e "${DATA[@]}" --now --quiet 2>&1 | tail -n 2
+        tail -n 4 /tmp/runs/$e/*/log.txt
+    done | tee "$OUT/transfer.txt"
+    python -m engine compare alexnet_transfer --format markdown --runs-dir /tmp/runs \
+        | tee -a "$OUT/transfer.txt"
     ;;
 esac
