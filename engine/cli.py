@@ -145,17 +145,45 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def cmd_gallery(args) -> int:
+def _console(args):
+    """Rich output for gallery and dataset: --ansi forces 24-bit colour (the app reads it
+    with Text.from_ansi), --width the columns to lay out for."""
     from rich.console import Console
 
+    return Console(force_terminal=True if args.ansi else None,
+                   color_system="truecolor" if args.ansi else "auto", width=args.width or None)
+
+
+def cmd_gallery(args) -> int:
     from .gallery import predict_gallery, save_png, terminal_grid
+    from .pixels import per_row
 
     run_dir = _find(args, args.run)
     items = predict_gallery(run_dir, args.n)
-    console = Console(force_terminal=True if args.ansi else None, width=args.width or None)
-    console.print(terminal_grid(items, per_row=max(1, (console.width + 2) // 18)))
+    console = _console(args)
+    console.print(terminal_grid(items, per_row=per_row(console.width)))
     if not args.no_png:
         print(save_png(items, run_dir / "gallery.png", f"{run_dir.parent.name}/{run_dir.name}"))
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    import json
+
+    from .datacard import build_card, render_card, save_card_png
+    from .runner import resolve_settings
+
+    config = load(_config_path(args.config))
+    card = build_card(resolve_settings(config, args.name, args.set or []), args.name)
+    out_dir = Path(args.out) if args.out else config.root / "reports"
+    png = None if args.no_png else save_card_png(card, out_dir / f"dataset-{args.name}.png")
+    if args.json:
+        print(json.dumps(card.to_json(png), indent=2))
+        return 0
+    console = _console(args)
+    console.print(render_card(card, console.width))
+    if png:
+        print(png)
     return 0
 
 
@@ -334,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     ga.add_argument("--ansi", action="store_true", help="colours even when not a terminal")
     ga.add_argument("--width", type=int, default=0, help="terminal columns")
     ga.set_defaults(fn=cmd_gallery)
+
+    ds = sub.add_parser("dataset", parents=[common], help=(
+        "an experiment's dataset card: classes, images per class, image sizes, four "
+        "samples (terminal + PNG)"))
+    run_args(ds)
+    ds.add_argument("--json", action="store_true", help="print the card as JSON")
+    ds.add_argument("--out", metavar="DIR", help="folder for dataset-NAME.png (default reports/)")
+    ds.add_argument("--no-png", action="store_true", help="terminal only")
+    ds.add_argument("--ansi", action="store_true", help="colours even when not a terminal")
+    ds.add_argument("--width", type=int, default=0, help="terminal columns")
+    ds.set_defaults(fn=cmd_dataset)
 
     rs = sub.add_parser("resume", parents=[common], help="continue a killed or cancelled run")
     rs.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")

@@ -2,12 +2,12 @@
 as half-block pixels, and as one PNG grid."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from . import checkpoint, tasks
@@ -15,8 +15,10 @@ from . import rundir as rd
 from .data import load_dataset, stratified_subset
 from .errors import RunError
 from .models import build_model
-from .settings import settings_from_dict
-from .splits import Normalizer, resize_u8
+from .pixels import half_blocks, image_grid
+from .settings import input_size, settings_from_dict
+from .splits import resize_u8
+from .weights import normalizer
 
 
 def predict_gallery(run_dir: Path, n: int = 20) -> list[tuple[np.ndarray, str, str]]:
@@ -34,40 +36,30 @@ def predict_gallery(run_dir: Path, n: int = 20) -> list[tuple[np.ndarray, str, s
     idx = stratified_subset(labels, n)
     x, y = next(data.test.subset(idx).batches(len(idx), torch.device("cpu")))
     x, y, names = tasks.build(s).sample(x, y, data.classes)
-    model = build_model(s.model, len(names), s.image_size, s.activation, s.dropout)
+    model = build_model(s.model, len(names), input_size(s), s.activation, s.dropout)
     model.load_state_dict(checkpoint.read(best)["model"])
     model.eval()
+    norm, _ = normalizer(dataclasses.replace(s, channels_last=False), data,
+                         torch.device("cpu"))
     with torch.inference_mode():
-        pred = model(Normalizer(data.mean, data.std, "cpu", False)(x)).argmax(1)
+        pred = model(norm(x)).argmax(1)
     return [(img.permute(1, 2, 0).numpy(), names[int(t)], names[int(p)])
             for img, t, p in zip(x, y, pred)]
 
 
 def terminal_grid(items, pixels: int = 16, per_row: int = 5) -> Group:
-    """Each image as `pixels` columns of upper-half blocks: two image rows per text line."""
-    grid = Table.grid(padding=(0, 2))
-    for _ in range(per_row):
-        grid.add_column()
+    """Each image as `pixels` columns of half blocks (pixels.py): two image rows a line."""
     cells = []
     for img, true, pred in items:
         small = resize_u8(torch.from_numpy(img).permute(2, 0, 1)[None].contiguous(), pixels)
-        a = small[0].permute(1, 2, 0).numpy()
-        text = Text()
-        for r in range(0, pixels, 2):
-            for c in range(pixels):
-                top, bottom = a[r, c], a[min(r + 1, pixels - 1), c]
-                text.append("▀", style=f"rgb({top[0]},{top[1]},{top[2]}) on "
-                                       f"rgb({bottom[0]},{bottom[1]},{bottom[2]})")
-            text.append("\n")
+        text = half_blocks(small[0].permute(1, 2, 0).numpy())
         ok = true == pred
         text.append(f"{true[:pixels]}\n", style="bold")
         text.append(f"{'✓' if ok else '✗'} {pred[:pixels - 2]}", style="green" if ok else "red")
         cells.append(text)
-    for i in range(0, len(cells), per_row):
-        grid.add_row(*cells[i:i + per_row])
     right = sum(t == p for _, t, p in items)
-    return Group(grid, Text(f"{right}/{len(items)} correct (bold: true label; below: "
-                            "predicted)"))
+    return Group(image_grid(cells, per_row),
+                 Text(f"{right}/{len(items)} correct (bold: true label; below: predicted)"))
 
 
 def save_png(items, path: Path, title: str = "", per_row: int = 5) -> Path:

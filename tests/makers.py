@@ -44,3 +44,24 @@ def write_h5(path, n_train=48, n_val=24, n_test=13, size=12, hwc=False):
         f["labels-val"] = np.arange(n_val) % 4
         f["images-test"] = images(n_test)
     return path
+
+
+UNEVEN_TRAIN = {"cat": 7, "dog": 3, "emu": 1}
+UNEVEN_TEST = {"cat": 2, "dog": 1}  # no emu/ in test: a class with no test images
+UNEVEN_SIZES = [(40, 30), (20, 20), (64, 48), (40, 30)]  # (width, height), in turn
+
+
+def write_uneven_folder(root):
+    """Classes of 7, 3 and 1 train images (2, 1 and 0 test), PNG and JPEG files of the
+    sizes in UNEVEN_SIZES in turn; returns the (width, height) of every file written."""
+    rng = np.random.default_rng(2)
+    written = []
+    for split, counts in (("train", UNEVEN_TRAIN), ("test", UNEVEN_TEST)):
+        for c, n in counts.items():
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                w, h = UNEVEN_SIZES[len(written) % len(UNEVEN_SIZES)]
+                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.{'jpg' if i % 2 else 'png'}")
+                written.append((w, h))
+    return written
