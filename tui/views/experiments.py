@@ -1,19 +1,24 @@
-"""1 Experiments: every experiment, sweep and ablation of the TOML; Enter launches."""
+"""1 Experiments: every experiment, sweep and ablation of the TOML; Enter launches, d shows
+the dataset card."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from engine import hub
 from engine import rundir as rd
 from engine.analysis import PCT, fmt
 from engine.launch import launch_detached, launch_sweep_detached
-from engine.settings import override_errors
+from engine.settings import Pretrained, WeightsFile, override_errors
 
 from ..notices import reported
-from ..screens import AskOverrides, Confirm
+from ..screens import AskOverrides, Confirm, DatasetCard
 from ..snapshot import Snapshot
 from .base import View, matches, restore_cursor, selected_key, state_text
 
@@ -38,14 +43,36 @@ def dependency_state(e, rows) -> tuple[str | None, str]:
     return dep, "missing"
 
 
-def starts_from(e, rows):
-    """The Starts-from cell: random init, the dependency and its state, or a file or
-    pretrained weights."""
+def weights_state(e, root: Path) -> tuple[bool, str, str] | None:
+    """For published weights (by name or file): (there, cell, the line that says where
+    they are or what to do), before anything is launched; None for other starts."""
+    init = e.settings.init
+    if isinstance(init, Pretrained):
+        pub = hub.published(e.settings.model, init.weights)
+        if pub.cached.is_file():
+            return True, f"{pub.name} (cached)", f"{pub.file} in {pub.cached.parent}"
+        return False, f"{pub.name} (not cached)", pub.missing_line(
+            "a run downloads them only where there is network")
+    if isinstance(init, WeightsFile):
+        path = Path(init.path).expanduser()
+        path = path if path.is_absolute() else root / path
+        if path.is_file():
+            return True, f"{path.name}", str(path)
+        return False, f"{path.name} (missing)", f"weights file {path} does not exist"
+    return None
+
+
+def starts_from(e, rows, root: Path):
+    """The Starts-from cell: random init, the dependency and its state, a file, or
+    published weights and whether they are here."""
     if not e.settings.init:
         return "random"
     if e.needs:
         dep, state = dependency_state(e, rows)
         return Text(f"{dep} ({state})", style="green" if state == "done" else "yellow")
+    weights = weights_state(e, root)
+    if weights:
+        return Text(weights[1], style="green" if weights[0] else "yellow")
     return str(e.settings.init)
 
 
@@ -75,7 +102,7 @@ def experiment_rows(config, rows, text: str):
             s = e.settings
             yield (f" {e.name}", latest_cell(latest.get(e.name)),
                    fmt(e.expect.value if e.expect else None, PCT), s.task, str(s.epochs),
-                   starts_from(e, rows), s.model, s.dataset), e.name
+                   starts_from(e, rows, config.root), s.model, s.dataset), e.name
 
 
 def plan_rows(config, rows, text: str):
@@ -122,6 +149,10 @@ def experiment_detail(config, name: str, rows) -> str:
     dep, dep_state = dependency_state(e, rows)
     if dep:
         lines.append(f"[dim]needs:[/dim] {dep}'s {s.init_checkpoint} checkpoint: {dep_state}")
+    weights = weights_state(e, config.root)
+    if weights:
+        lines.append(f"[dim]weights:[/dim] {escape(weights[2])}" if weights[0] else
+                     f"[yellow]weights: {escape(weights[2])}[/yellow]")
     return "\n".join(lines)
 
 
@@ -134,11 +165,14 @@ def settings_of(config, name: str):
 
 class ExperimentsView(View):
     ID, TAB, KEY, FOCUS = "experiments", "Experiments", "1", "#exp-table"
-    KEYS = (Binding("o", "launch_with", "Launch with overrides", show=False),)
+    KEYS = (Binding("o", "launch_with", "Launch with overrides", show=False),
+            Binding("d", "dataset_card", "Dataset card: classes, images per class, samples",
+                    show=False))
     # footer hints while shown (enter has priority over the table's own hidden binding,
     # which would hide it; it does what the table's does)
     BINDINGS = [Binding("enter", "app.open", "Launch", priority=True),
-                Binding("o", "launch_with", "Overrides")]
+                Binding("o", "launch_with", "Overrides"),
+                Binding("d", "dataset_card", "Data")]
 
     filter_text = ""
     last_row = 0  # the cursor's row before it moved: which way to skip a group's title
@@ -280,3 +314,13 @@ class ExperimentsView(View):
                 self.launch(text.split())
         self.app.push_screen(AskOverrides(name, lambda text: override_errors(
             settings, text.split())), got)
+
+    def action_dataset_card(self) -> None:
+        """The selected experiment's dataset card (a sweep's: its base experiment's)."""
+        name, config = self.selected(), self.snap.config
+        if self.app.active_view is not self or config is None \
+                or not name or name.startswith(GROUP):
+            return
+        if name.startswith(SWEEP):
+            name = config.plan(name[len(SWEEP):]).base
+        self.app.push_screen(DatasetCard(str(config.path), name))
