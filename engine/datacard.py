@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import DataError
+from .folders import DEMO_HINT, IMAGE_EXTENSIONS, layout, scan_split
 from .pixels import half_blocks, image_grid, per_row
 
 SAMPLE_OVER = 20_000  # past this many files, sizes come from a sample of SAMPLE_N headers
@@ -101,17 +102,8 @@ def two_largest(counts: list[int]) -> list[int]:
 # --------------------------------------------------------------------------- image folders
 def folder_card(root: Path) -> Card:
     """Counts from directory listings, sizes from headers, four images decoded."""
-    from .sources import DEMO_HINT, IMAGE_EXTENSIONS, _scan_split, labelled_test_dir
-
-    train_dir, test_dir = root / "train", labelled_test_dir(root)
-    if not train_dir.is_dir() or test_dir is None:
-        raise DataError(f"image folder not found in {root} (looked for train/<class>/ and "
-                        "test/<class>/ or val/<class>/). Put the images there, set data_dir, "
-                        + DEMO_HINT)
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise DataError(f"{train_dir} has no class folders (expected train/<class>/*.jpg)")
-    train, test = _scan_split(train_dir, classes), _scan_split(test_dir, classes)
+    train_dir, test_dir, classes = layout(root)
+    train, test = scan_split(train_dir, classes), scan_split(test_dir, classes)
     card = Card("imagefolder", f"image folder {root} ({len(classes)} classes)", str(root),
                 tuple(classes), _count([y for _, y in train], len(classes)),
                 _count([y for _, y in test], len(classes)), {}, test_dir.name)
@@ -190,7 +182,7 @@ def size_summary(sizes: list[tuple[int, int]], read_from: str, files: int,
 
 # --------------------------------------------------------------------------- in-memory kinds
 def _cifar_card(root: Path) -> Card:
-    from .sources import DEMO_HINT, cifar_batches_dir, load_cifar10
+    from .sources import cifar_batches_dir, load_cifar10
 
     batches = cifar_batches_dir(root)
     if batches is None and (root / "train").is_dir():  # as load_cifar10: an image folder

@@ -16,14 +16,13 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .folders import DEMO_HINT, IMAGE_EXTENSIONS, layout, scan_split
 from .splits import Dataset, HDF5Split, TensorSplit, channel_stats, resize_u8
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff"}
-DEMO_HINT = "or try the synthetic demo: python -m engine run demo"
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -140,37 +139,12 @@ def _download_cifar10(root: Path) -> Path | None:
 
 
 # --------------------------------------------------------------------------- image folders
-def _scan_split(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    items = []
-    for i, cls in enumerate(classes):
-        d = split_dir / cls
-        if d.is_dir():
-            items.extend((p, i) for p in sorted(d.iterdir())
-                         if p.suffix.lower() in IMAGE_EXTENSIONS)
-    return items
-
-
-def labelled_test_dir(root: Path) -> Path | None:
-    """test/<class>/, else val/<class>/ (a test/ of unlabelled images, as the Visual
-    Decathlon archive has, is passed over)."""
-    return next((root / n for n in ("test", "val") if (root / n).is_dir()
-                 and any(p.is_dir() for p in (root / n).iterdir())), None)
-
-
 def load_imagefolder(root: Path, size: int, mean=None, std=None) -> Dataset:
-    train_dir = root / "train"
-    test_dir = labelled_test_dir(root)
-    if not train_dir.is_dir() or test_dir is None:
-        raise DataError(f"image folder not found in {root} (looked for train/<class>/ and "
-                        "test/<class>/ or val/<class>/). Put the images there, set data_dir, "
-                        + DEMO_HINT)
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise DataError(f"{train_dir} has no class folders (expected train/<class>/*.jpg)")
+    train_dir, test_dir, classes = layout(root)
     extra = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name not in classes)
     if extra:
         raise DataError(f"{test_dir} has classes that train/ lacks: {', '.join(extra[:5])}")
-    train_items, test_items = _scan_split(train_dir, classes), _scan_split(test_dir, classes)
+    train_items, test_items = scan_split(train_dir, classes), scan_split(test_dir, classes)
     if not train_items or not test_items:
         raise DataError(f"no images under {train_dir if not train_items else test_dir} "
                         f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
