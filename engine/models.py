@@ -128,6 +128,12 @@ def build_resnet50(num_classes, image_size, act, dropout):
     return tvm.resnet50(num_classes=num_classes)
 
 
+def build_googlenet(num_classes, image_size, act, dropout):
+    # Its convolutions apply F.relu themselves: `activation` does not reach them.
+    return tvm.googlenet(num_classes=num_classes, aux_logits=False, init_weights=True,
+                         dropout=dropout)
+
+
 def _build_vgg(name):
     def build(num_classes, image_size, act, dropout):
         return getattr(tvm, name)(num_classes=num_classes, dropout=dropout)

@@ -56,6 +56,10 @@ MODELS = {m.name: m for m in (
     _vgg("vgg19", "vgg19-dcbb9e9d.pth"),
     _vgg("vgg16_bn", "vgg16_bn-6c64b313.pth"),
     _vgg("vgg19_bn", "vgg19_bn-c79401a0.pth"),
+    ModelSpec("googlenet", ("conv1", "conv2", "conv3", "inception3a", "inception3b",
+                            "inception4a", "inception4b", "inception4c", "inception4d",
+                            "inception4e", "inception5a", "inception5b", "fc"), "fc", 224,
+              "torchvision GoogLeNet (Inception v1) without the auxiliary classifiers"),
     ModelSpec("cifarnet", ("stem", "layer1", "layer2", "layer3", "fc"), "fc", 32,
               "small fast net for 32x32: three conv stages, global max-pool"),
 )}
