@@ -14,6 +14,7 @@ from .analysis import PCT, TEXT, Table, compare_table, fmt, runs_table, table_na
 from .config import ConfigError, load
 from .errors import RotundaError, RunError
 from .launch import cancel, launch_detached, launch_sweep_detached
+from .paleo import DEVICES as DEVICE_NAMES
 from .runner import resume_run, run_experiment, run_sweep
 
 
@@ -184,6 +185,59 @@ def cmd_dataset(args) -> int:
     console.print(render_card(card, console.width))
     if png:
         print(png)
+    return 0
+
+
+def _reports_dir(args) -> Path:
+    return Path(args.out) if args.out else _config_path(args.config).resolve().parent / "reports"
+
+
+def cmd_flops(args) -> int:
+    import json
+
+    from .export import export_table
+    from .flops import count, layer_table, peak_rows, peaks_table, summary_table
+    from .paleo import DEVICES
+
+    gpus = [DEVICES[g] for g in args.gpu] if args.gpu else list(DEVICES.values())
+    reports = [count(m, args.size, args.batch, args.classes) for m in args.models]
+    stem = f"{'-'.join(args.models)}-{args.size}"
+    tables = [(layer_table(r), f"flops-{r.model}-{r.size}") for r in reports] + [
+        (summary_table(reports), f"flops-totals-{stem}"),
+        (peaks_table(reports, gpus), f"flops-peaks-{stem}")]
+    paths = [p for t, name in tables for p in export_table(t, _reports_dir(args), name)]
+    if args.json:
+        print(json.dumps({"models": [r.to_json() for r in reports],
+                          "peaks": peak_rows(reports, gpus)}, indent=2))
+        return 0
+    for table, _ in tables[len(reports) if args.summary else 0:]:
+        _print_table(table)
+        print()
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_timing(args) -> int:
+    import json
+
+    from .export import export_table
+    from .flops import check_model
+    from .registry import MODELS
+    from .timing import run_timing, timing_table
+
+    check_model(args.model)
+    size = args.size or MODELS[args.model].input_size
+    result = run_timing(args.model, size, args.batch, args.classes, args.device, args.steps,
+                        args.warmup, args.threads)
+    table = timing_table(result)
+    paths = export_table(table, _reports_dir(args), f"timing-{args.model}-{size}")
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    _print_table(table)
+    for p in paths:
+        print(p)
     return 0
 
 
@@ -399,6 +453,38 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("name", help="a comparison name, all, or a run")
     ex.add_argument("--out", metavar="DIR", help="folder for comparisons (default reports/)")
     ex.set_defaults(fn=cmd_export)
+
+    fl = sub.add_parser("flops", parents=[common], help=(
+        "multiply-adds, parameters and activations per layer (FlopCounterMode on the meta "
+        "device: no compute, any size), and time per image at GPUs' published peaks"))
+    fl.add_argument("models", nargs="+", metavar="MODEL", help="model name(s) from `list`")
+    fl.add_argument("--size", type=int, default=224, help="image size (default 224)")
+    fl.add_argument("--batch", type=int, default=1, help="images per pass (default 1)")
+    fl.add_argument("--classes", type=int, default=1000, help="head outputs (default 1000)")
+    fl.add_argument("--gpu", action="append", type=str.upper, choices=list(DEVICE_NAMES),
+                    help="published peaks to predict on (repeatable; default all)")
+    fl.add_argument("--summary", action="store_true",
+                    help="print only the totals and the GPU table")
+    fl.add_argument("--json", action="store_true", help="print the counts as JSON")
+    fl.add_argument("--out", metavar="DIR", help="folder for the .md/.csv (default reports/)")
+    fl.set_defaults(fn=cmd_flops)
+
+    ti = sub.add_parser("timing", parents=[common], help=(
+        "measured forward and backward time per layer on this device against PALEO's "
+        "prediction, and the fitted platform percent of peak"))
+    ti.add_argument("model", help="model name from `list`")
+    ti.add_argument("--size", type=int, default=0,
+                    help="image size (default: the model's own input size)")
+    ti.add_argument("--batch", type=int, default=8, help="images per pass (default 8)")
+    ti.add_argument("--classes", type=int, default=1000, help="head outputs (default 1000)")
+    ti.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ti.add_argument("--steps", type=int, default=5, help="timed passes (medians)")
+    ti.add_argument("--warmup", type=int, default=2, help="untimed passes first")
+    ti.add_argument("--threads", type=int, default=0,
+                    help="CPU threads for torch (default: torch's own choice)")
+    ti.add_argument("--json", action="store_true", help="print the result as JSON")
+    ti.add_argument("--out", metavar="DIR", help="folder for the .md/.csv (default reports/)")
+    ti.set_defaults(fn=cmd_timing)
     return p
 
 
