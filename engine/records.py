@@ -6,7 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
-from . import progress
+from . import forecast, progress
 from . import rundir as rd
 from .settings import Settings
 
@@ -73,4 +73,5 @@ def summarize(run_dir: Path, s: Settings, task, total, trainable, classes, gpu_n
         "gpu_mem_peak_mb": max(mems) if mems else None,
         "params_total": total, "params_trainable": trainable,
         "classes": list(task.class_names(classes)), "device": device, "gpu": gpu_name,
+        "forecast": forecast.summary(run_dir, int(status.get("steps") or 0)),
     }

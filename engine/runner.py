@@ -54,9 +54,11 @@ def resolve_init(config: Config, name: str, s: Settings, runs_dir: Path) -> str:
 def write_config(run_dir: Path, config: Config, name: str, s: Settings, overrides: list[str],
                  init_from: str) -> None:
     old = rd.read_config(run_dir)
+    expect = config.experiment(name).expect  # the forecast's target (engine/forecast.py)
     run = {"experiment": name, "run_id": run_dir.name, "config_file": str(config.path),
            "init_from": init_from, "overrides": list(overrides),
-           "sweep": old.get("sweep"), "point": old.get("point")}
+           "sweep": old.get("sweep"), "point": old.get("point"),
+           "target": {"metric": expect.metric, "value": expect.value} if expect else None}
     rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
         {"run": run, "settings": settings_dict(s)}))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, launch, probe, progress, tasks, weights
+from . import checkpoint, forecast, launch, probe, progress, tasks, weights
 from . import rundir as rd
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
@@ -318,6 +318,7 @@ class Run:
                     raise Diverged(f"{split} loss became {loss} after epoch {epoch}")
                 out.update({f"{split}_loss": loss, f"{split}_acc": acc})
             out["preds"] = preds  # the test set's
+        self.status["forecast"] = forecast.live(self.dir, self.status)
         if s.knn_every and (epoch % s.knn_every == 0 or epoch == s.epochs):
             train_f, train_y, test_f, test_y = self.features()
             out["knn_acc"] = probe.knn_accuracy(train_f, train_y, test_f, test_y, s.knn_k,
