@@ -8,7 +8,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from .errors import InitError
-from .registry import MODELS
+from .registry import CIFAR_RESNET_DEPTHS, MODELS
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -89,6 +89,63 @@ class CifarNet(nn.Module):
         return self.fc(self.pool(x).flatten(1)) * self.LOGIT_SCALE
 
 
+class CifarBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm; option A shortcut: identity, or where the
+    block halves the map and doubles the channels, the input subsampled and zero-padded
+    in channels (no parameters), as He et al. trained their CIFAR-10 nets."""
+
+    def __init__(self, cin: int, cout: int, stride: int, act):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.act1, self.act2 = act(), act()
+        self.stride, self.pad = stride, cout - cin
+
+    def shortcut(self, x):
+        if self.stride == 1 and not self.pad:
+            return x
+        x = x[:, :, ::self.stride, ::self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        return self.act2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """He et al. 2016, section 4.2: a 3x3 convolution of 16 channels, three stages of n
+    blocks at 16, 32 and 64 channels (32, 16 and 8 pixels), global average pooling and a
+    linear head: 6n+2 layers (ResNet-20: n=3, 0.27M parameters)."""
+
+    def __init__(self, depth: int, num_classes: int, act=nn.ReLU):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"a CIFAR ResNet has 6n+2 layers, not {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.act = act()
+
+        def stage(cin, cout, stride):
+            return nn.Sequential(*(CifarBlock(cin if i == 0 else cout, cout,
+                                              stride if i == 0 else 1, act) for i in range(n)))
+        self.layer1 = stage(16, 16, 1)
+        self.layer2 = stage(16, 32, 2)
+        self.layer3 = stage(32, 64, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.pool(x).flatten(1))
+
+
 def _swap_activations(model: nn.Module, act) -> None:
     for name, child in model.named_children():
         if isinstance(child, nn.ReLU):
@@ -107,6 +164,16 @@ def build_alexnet(num_classes, image_size, act, dropout):
 
 def build_cifarnet(num_classes, image_size, act, dropout):
     return CifarNet(num_classes, act)
+
+
+def _build_cifar_resnet(depth):
+    def build(num_classes, image_size, act, dropout):
+        return CifarResNet(depth, num_classes, act)
+    return build
+
+
+for _depth in CIFAR_RESNET_DEPTHS:  # build_resnet20 ... build_resnet110
+    globals()[f"build_resnet{_depth}"] = _build_cifar_resnet(_depth)
 
 
 def build_resnet18(num_classes, image_size, act, dropout):

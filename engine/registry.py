@@ -14,6 +14,8 @@ from typing import Any
 
 RESNET_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 VGG_LAYERS = ("features", "classifier", "classifier.6")
+CIFAR_RESNET_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "fc")
+CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)  # He et al.'s CIFAR-10 table
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ MODELS = {m.name: m for m in (
               "torchvision GoogLeNet (Inception v1) without the auxiliary classifiers"),
     ModelSpec("cifarnet", ("stem", "layer1", "layer2", "layer3", "fc"), "fc", 32,
               "small fast net for 32x32: three conv stages, global max-pool"),
+    *(ModelSpec(f"resnet{d}", CIFAR_RESNET_LAYERS, "fc", 32,
+                f"CIFAR ResNet-{d} of He et al. 2016 ({d} = 6n+2 layers, 16/32/64 "
+                "channels, option A identity shortcuts)") for d in CIFAR_RESNET_DEPTHS),
 )}
 
 
