@@ -29,6 +29,8 @@ class Table:
     rows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     whole: set = field(default_factory=set)  # columns never cut: names and ids to paste
+    # a curve that is not accuracy: (x axis, {line: [(x, y), ...]}, y label)
+    plot: tuple | None = None
 
     def formatted(self) -> list[list[str]]:
         return [[fmt(v, f) for v, (_, f) in zip(row, self.columns)] for row in self.rows]
@@ -223,6 +225,10 @@ def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
         return _ssl_table(config, comp, rows, runs_dir)
     if comp.kind == "transfer":
         return _transfer_table(config, comp, rows, runs_dir)
+    if comp.kind in ("forecast", "optimus"):
+        from . import optimus  # scipy, loaded only for these
+        return (optimus.forecast_table if comp.kind == "forecast" else
+                optimus.compare_study)(config, comp, runs_dir)
     return _KINDS[comp.kind](comp.title, rows)
 
 

@@ -104,6 +104,28 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_optimus(args) -> int:
+    from .export import export_table
+    from .optimus import export_study, fits_table, study, time_table
+
+    config = load(_config_path(args.config))
+    if args.target is not None and not 0 < args.target <= 1:
+        raise ConfigError(f"--target {args.target}: an accuracy between 0 and 1 (0.92)")
+    if args.bandwidth_gbps <= 0 or args.latency_ms < 0:
+        raise ConfigError("--bandwidth-gbps must be above 0 and --latency-ms at least 0")
+    st = study(config, args.sweep, config.runs_dir(args.runs_dir), args.holdout, args.target,
+               args.depth or (), Path(args.speed) if args.speed else None,
+               args.bandwidth_gbps, args.latency_ms)
+    for table in (fits_table(st), time_table(st)):
+        _print_table(table)
+        print()
+    if not args.no_files:
+        out_dir = Path(args.out) if args.out else config.root / "reports"
+        for p in export_study(st, out_dir):
+            print(p)
+    return 0
+
+
 def cmd_throughput(args) -> int:
     from .throughput import run_throughput
 
@@ -412,6 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test images with true and predicted labels (terminal + PNG)")
     ga.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
     ga.add_argument("--n", type=int, default=20)
+    op = sub.add_parser("optimus", parents=[common], help=(
+        "the Optimus study of a sweep's runs: loss-model b's per run, regressed on depth, "
+        "a held-out depth's curve predicted and checked, time to accuracy against workers"))
+    op.add_argument("sweep", help="a [sweep.NAME] over models (e.g. optimus_depths)")
+    op.add_argument("--holdout", metavar="MODEL",
+                    help="the model (or point) to predict and check (default the deepest)")
+    op.add_argument("--target", type=float, metavar="ACC",
+                    help="target test accuracy (default the base experiment's expect)")
+    op.add_argument("--depth", type=int, action="append", metavar="N",
+                    help="also predict the b's of this depth (repeatable), e.g. 50")
+    op.add_argument("--speed", metavar="JSON",
+                    help="engine throughput's JSON: fit theta0, theta1 to its step times")
+    op.add_argument("--bandwidth-gbps", type=float, default=10.0,
+                    help="assumed parameter-server link, Gb/s (default 10)")
+    op.add_argument("--latency-ms", type=float, default=0.5,
+                    help="assumed per-connection overhead per step, ms (default 0.5)")
+    op.add_argument("--out", metavar="DIR", help="folder for optimus-SWEEP.* (default reports/)")
+    op.add_argument("--no-files", action="store_true", help="print the tables only")
+    op.set_defaults(fn=cmd_optimus)
+
     ga.add_argument("--no-png", action="store_true", help="terminal only")
     ga.add_argument("--ansi", action="store_true", help="colours even when not a terminal")
     ga.add_argument("--width", type=int, default=0, help="terminal columns")

@@ -20,7 +20,8 @@ from .settings import (FromExperiment, Settings, Where, apply_overrides, check_c
 
 METRICS = ("test_acc_at_best", "final_test_acc", "best_test_acc")
 EXPERIMENT_KEYS = {"title", "group", "description", "expect", "reference"}
-COMPARE_KINDS = ("summary", "table", "models", "ssl", "transfer")
+COMPARE_KINDS = ("summary", "table", "models", "ssl", "transfer", "forecast", "optimus")
+SWEEP_KINDS = ("transfer", "forecast", "optimus")  # the kinds whose rows come from sweeps
 TABLES = ("lab", "defaults", "experiment", "compare", "sweep", "ablation")
 
 
@@ -63,7 +64,8 @@ class Compare:
     kind: str
     experiments: tuple
     finetune: str = ""  # kind "ssl": the sweep of fine-tunes with few labels
-    sweeps: tuple = ()  # kind "transfer": sweeps whose points join the table
+    sweeps: tuple = ()  # kinds "transfer", "forecast": sweeps whose points join the table
+    holdout: str = ""  # kind "optimus": the model (or point) whose curve is predicted
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,7 @@ def _experiment_names(names, experiments: dict, key: str, where: Where) -> None:
 
 def _compare(name: str, table, experiments: dict, sweeps: dict, where: Where) -> Compare:
     _table(name, table, "compare", where,
-           ("title", "kind", "experiments", "finetune", "sweeps"))
+           ("title", "kind", "experiments", "finetune", "sweeps", "holdout"))
     kind = table.get("kind", "table")
     if kind not in COMPARE_KINDS:
         where.fail(f"kind = {kind!r} is not one of {', '.join(COMPARE_KINDS)}", "kind")
@@ -290,10 +292,17 @@ def _compare(name: str, table, experiments: dict, sweeps: dict, where: Where) ->
     if not isinstance(plans, list) or not all(isinstance(n, str) for n in plans):
         where.fail("sweeps must be a list of sweep names", "sweeps")
     for n in plans:
-        if kind != "transfer" or n not in sweeps:
-            where.fail(f'sweeps = [{n!r}]: name [sweep.NAME]s (with kind = "transfer")'
-                       f"{suggest(n, sweeps)}", "sweeps")
-    return Compare(name, table.get("title", name), kind, tuple(names), finetune, tuple(plans))
+        if kind not in SWEEP_KINDS or n not in sweeps:
+            where.fail(f'sweeps = [{n!r}]: name [sweep.NAME]s (with kind = "transfer", '
+                       f'"forecast" or "optimus"){suggest(n, sweeps)}', "sweeps")
+    if kind == "optimus" and (len(plans) != 1 or names):
+        where.fail('kind = "optimus" studies one sweep: sweeps = ["NAME"] and no experiments',
+                   "sweeps")
+    holdout = table.get("holdout", "")
+    if not isinstance(holdout, str) or (holdout and kind != "optimus"):
+        where.fail('holdout names a model of the sweep (with kind = "optimus")', "holdout")
+    return Compare(name, table.get("title", name), kind, tuple(names), finetune, tuple(plans),
+                   holdout)
 
 
 def _sweep(name: str, table, experiments: dict, where: Where) -> Sweep:
