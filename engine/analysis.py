@@ -31,6 +31,24 @@ class Table:
     whole: set = field(default_factory=set)  # columns never cut: names and ids to paste
     # a curve that is not accuracy: (x axis, {line: [(x, y), ...]}, y label)
     plot: tuple | None = None
+    runs: list = field(default_factory=list)  # per row, the run directories behind it
+
+    def traced(self) -> "Table":
+        """A copy with each row's run ids and code commits, for exports: a figure in a
+        report traces back to its runs."""
+        from .provenance import PROVENANCE, describe_code
+
+        if len(self.runs) != len(self.rows):
+            return self
+        extra = []
+        for paths in self.runs:
+            prov = [rd.read_json(Path(p) / PROVENANCE) or {} for p in paths]
+            extra.append([" ".join(Path(p).name for p in paths) or None,
+                          " ".join(dict.fromkeys(describe_code(x.get("code") or {})
+                                                 for x in prov)) or None])
+        return Table(self.title, self.columns + [("Run id", TEXT), ("Commit", TEXT)],
+                     [row + more for row, more in zip(self.rows, extra)], self.notes,
+                     self.whole, self.runs)
 
     def formatted(self) -> list[list[str]]:
         return [[fmt(v, f) for v, (_, f) in zip(row, self.columns)] for row in self.rows]
@@ -150,14 +168,16 @@ def curve(config: Config, name: str, runs_dir: Path,
 def ablation_table(config: Config, name: str, runs_dir: Path) -> Table:
     ab = config.ablations[name]
     by_point = rd.runs_by_point(runs_dir, name)
-    stats = []
+    stats, table_runs_ = [], []
     for label, _ in ab.configs():
-        accs, walls = [], []
+        accs, walls, paths = [], [], []
         for seed in range(ab.seeds):
             done = [r for r in by_point.get(f"{label} seed={seed}", []) if r.raw_state == "done"]
             if done and done[0].summary:
                 accs.append(done[0].summary["test_acc_at_best"])
                 walls.append(done[0].summary["wall_s"])
+                paths.append(done[0].path)
+        table_runs_.append(paths)
         mean = statistics.fmean(accs) if accs else None
         spread = statistics.stdev(accs) if len(accs) > 1 else None
         stats.append((label, mean, spread, len(accs), statistics.fmean(walls) if walls else None))
@@ -165,6 +185,7 @@ def ablation_table(config: Config, name: str, runs_dir: Path) -> Table:
     table = Table(ab.title, [("Configuration", TEXT), ("Mean acc", PCT), ("Std", PCT),
                              ("Delta", DPCT), ("Seeds", TEXT), ("Wall", SECS),
                              ("Components", TEXT)])
+    table.runs = table_runs_
     parts = dict(ab.components)
     for label, mean, spread, n, wall in stats:
         chosen = ([] if label == "baseline" else list(parts) if label == "full" else
@@ -195,6 +216,7 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
                            s.get("best_epoch"), s.get("epochs"), s.get("train_s"),
                            s.get("median_images_per_s"), s.get("gpu_mem_peak_mb"),
                            run.state if run else "not run", run.run_id if run else "-"])
+        table.runs.append([run.path] if run else [])
     accs = [r[1] for r in table.rows if r[1] is not None]
     if [k for k, _ in sweep.axes] == ["seed"] and accs:
         spread = f" ± {100 * statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
@@ -211,6 +233,28 @@ def sweep_table(config: Config, name: str, runs_dir: Path) -> Table:
 def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     """Any table `compare` can show: a [compare.NAME] of one of COMPARE_KINDS, a sweep or an
     ablation; each experiment's row is its latest successful run."""
+    return with_differs(_compare_table(config, name, runs_dir))
+
+
+def with_differs(table: Table) -> Table:
+    """A "Differs in" column: the settings that vary among the runs behind the table,
+    with each row's values, so that a sweep or ablation table explains itself."""
+    from .rundiff import differs_cell, varying
+
+    if len(table.runs) != len(table.rows):
+        return table
+    keys = varying([p for paths in table.runs for p in paths])
+    if not keys:
+        return table
+    table.columns = table.columns + [("Differs in", TEXT)]
+    for row, paths in zip(table.rows, table.runs):
+        within = varying(paths)  # an ablation row's seeds
+        cell = differs_cell(paths[0], [k for k in keys if k not in within]) if paths else "-"
+        row.append(cell + (f" ({', '.join(within)} varies)" if within else ""))
+    return table
+
+
+def _compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     if name in config.sweeps:
         return sweep_table(config, name, runs_dir)
     if name in config.ablations:
@@ -245,6 +289,7 @@ def _ssl_table(config: Config, comp, rows: list, runs_dir: Path) -> Table:
                   + [("Reference", PCT), ("Run", TEXT)])
     for e, run in rows:
         s = (run.summary if run else None) or {}
+        table.runs.append([run.path] if run else [])
         table.rows.append([e.name, e.settings.task, s.get("epochs"), s.get("wall_s"),
                            s.get("median_images_per_s"), s.get("best_knn_acc"),
                            s.get("linear_acc")]
@@ -298,6 +343,7 @@ def _transfer_table(config: Config, comp, rows: list, runs_dir: Path) -> Table:
                summ.get("median_images_per_s"), ref.value if ref else None,
                ref.wall_s if ref else None, run.run_id if run else "no successful run"]
         table.rows.append(row)
+        table.runs.append([run.path] if run else [])
         if summ:
             scored.append(row)
     by_val = [r for r in scored if r[3] is not None]
@@ -346,6 +392,7 @@ def _summary_table(title: str, rows: list) -> Table:
     for e, run in rows:
         s = run.summary if run else None
         got = measured(e, s)
+        table.runs.append([run.path] if run else [])
         want = e.expect.value if e.expect else None
         table.rows.append([
             e.name, METRIC_NAMES[e.expect.metric if e.expect else "test_acc_at_best"], want,
@@ -368,6 +415,7 @@ def _models_table(title: str, rows: list) -> Table:
     for e, run in rows:
         s = (run.summary if run else None) or {}
         epochs = s.get("epochs") or 0
+        table.runs.append([run.path] if run else [])
         table.rows.append([e.name, e.settings.model, s.get("params_total"),
                            s.get("params_trainable"), e.settings.batch_size,
                            s.get("gpu_mem_peak_mb"), s["train_s"] / epochs if epochs else None,
@@ -384,6 +432,7 @@ def _side_table(title: str, rows: list) -> Table:
         ("Wall", SECS), ("img/s", RATE), ("Title", TEXT)])
     for e, run in rows:
         s = (run.summary if run else None) or {}
+        table.runs.append([run.path] if run else [])
         table.rows.append([
             e.name, str(e.settings.init or "random"), ",".join(e.settings.train_layers),
             s.get("test_acc_at_best"), s.get("final_test_acc"), s.get("best_epoch"),

@@ -314,6 +314,28 @@ def cmd_resume(args) -> int:
     return 0
 
 
+def cmd_rerun(args) -> int:
+    from .runner import rerun_run
+
+    new, state = rerun_run(_find(args, args.run), queue=not args.now, echo=not args.quiet)
+    for line in (new / rd.LOG).read_text(encoding="utf-8").splitlines():
+        if " rerun: " in line:
+            print("warning: " + line.split(" rerun: ", 1)[1], file=sys.stderr)
+    if state != "done":
+        status = rd.read_json(new / rd.STATUS) or {}
+        print(f"{new.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
+        return 1
+    print(f"{new.parent.name}/{new.name}: done")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from .rundiff import diff_table
+
+    _print_table(diff_table(_find(args, args.a), _find(args, args.b)))
+    return 0
+
+
 def cmd_status(args) -> int:
     runs_dir = _runs_dir_loose(args)
     runs = rd.list_runs(runs_dir, args.experiment)
@@ -330,10 +352,10 @@ def cmd_compare(args) -> int:
     names = table_names(config) if args.name == "all" else [args.name]
     for name in names:
         table = compare_table(config, name, runs_dir)
-        if args.format == "markdown":
-            print(table.to_markdown())
+        if args.format == "markdown":  # for a report: with run ids and commits
+            print(table.traced().to_markdown())
         elif args.format == "csv":
-            print(table.to_csv(), end="")
+            print(table.traced().to_csv(), end="")
         else:
             _print_table(table)
     return 0
@@ -412,6 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--out", metavar="DIR", help="folder for the table, plot, JSON")
     tp.set_defaults(fn=cmd_throughput)
 
+    op = sub.add_parser("optimus", parents=[common], help=(
+        "the Optimus study of a sweep's runs: loss-model b's per run, regressed on depth, "
+        "a held-out depth's curve predicted and checked, time to accuracy against workers"))
+    op.add_argument("sweep", help="a [sweep.NAME] over models (e.g. optimus_depths)")
+    op.add_argument("--holdout", metavar="MODEL",
+                    help="the model (or point) to predict and check (default the deepest)")
+    op.add_argument("--target", type=float, metavar="ACC",
+                    help="target test accuracy (default the base experiment's expect)")
+    op.add_argument("--depth", type=int, action="append", metavar="N",
+                    help="also predict the b's of this depth (repeatable), e.g. 50")
+    op.add_argument("--speed", metavar="JSON",
+                    help="engine throughput's JSON: fit theta0, theta1 to its step times")
+    op.add_argument("--bandwidth-gbps", type=float, default=10.0,
+                    help="assumed parameter-server link, Gb/s (default 10)")
+    op.add_argument("--latency-ms", type=float, default=0.5,
+                    help="assumed per-connection overhead per step, ms (default 0.5)")
+    op.add_argument("--out", metavar="DIR", help="folder for optimus-SWEEP.* (default reports/)")
+    op.add_argument("--no-files", action="store_true", help="print the tables only")
+    op.set_defaults(fn=cmd_optimus)
+
     be = sub.add_parser("bench", parents=[common], help=(
         "training images/s and peak memory: the engine's data path vs a conventional "
         "DataLoader pipeline vs the model alone, same process and device"))
@@ -434,26 +476,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test images with true and predicted labels (terminal + PNG)")
     ga.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
     ga.add_argument("--n", type=int, default=20)
-    op = sub.add_parser("optimus", parents=[common], help=(
-        "the Optimus study of a sweep's runs: loss-model b's per run, regressed on depth, "
-        "a held-out depth's curve predicted and checked, time to accuracy against workers"))
-    op.add_argument("sweep", help="a [sweep.NAME] over models (e.g. optimus_depths)")
-    op.add_argument("--holdout", metavar="MODEL",
-                    help="the model (or point) to predict and check (default the deepest)")
-    op.add_argument("--target", type=float, metavar="ACC",
-                    help="target test accuracy (default the base experiment's expect)")
-    op.add_argument("--depth", type=int, action="append", metavar="N",
-                    help="also predict the b's of this depth (repeatable), e.g. 50")
-    op.add_argument("--speed", metavar="JSON",
-                    help="engine throughput's JSON: fit theta0, theta1 to its step times")
-    op.add_argument("--bandwidth-gbps", type=float, default=10.0,
-                    help="assumed parameter-server link, Gb/s (default 10)")
-    op.add_argument("--latency-ms", type=float, default=0.5,
-                    help="assumed per-connection overhead per step, ms (default 0.5)")
-    op.add_argument("--out", metavar="DIR", help="folder for optimus-SWEEP.* (default reports/)")
-    op.add_argument("--no-files", action="store_true", help="print the tables only")
-    op.set_defaults(fn=cmd_optimus)
-
     ga.add_argument("--no-png", action="store_true", help="terminal only")
     ga.add_argument("--ansi", action="store_true", help="colours even when not a terminal")
     ga.add_argument("--width", type=int, default=0, help="terminal columns")
@@ -475,6 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
     rs.add_argument("--quiet", action="store_true")
     rs.set_defaults(fn=cmd_resume)
+
+    rr = sub.add_parser("rerun", parents=[common], help=(
+        "a new run with exactly a run's recorded settings and seed; warns where the code, "
+        "environment or data differ"))
+    rr.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    rr.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    rr.add_argument("--quiet", action="store_true")
+    rr.set_defaults(fn=cmd_rerun)
+
+    df = sub.add_parser("diff", parents=[common], help=(
+        "what differs between two runs: settings, environment and code, data; then their "
+        "figures"))
+    df.add_argument("a", help="run directory, EXPERIMENT/RUN_ID or run id")
+    df.add_argument("b")
+    df.set_defaults(fn=cmd_diff)
 
     st = sub.add_parser("status", parents=[common], help="runs and their states")
     st.add_argument("experiment", nargs="?")

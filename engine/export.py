@@ -18,6 +18,7 @@ def export_table(table: Table, out_dir: Path, stem: str | None = None) -> list[P
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or slug(table.title)
     paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv"]
+    table = table.traced()  # each row's run ids and commits: figures trace back to runs
     rd.atomic_write_text(paths[0], table.to_markdown())
     rd.atomic_write_text(paths[1], table.to_csv())
     return paths

@@ -78,11 +78,15 @@ def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
         rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
             {"run": {"sweep": sweep, "point": point}}))
     write_config(run_dir, config, name, s, overrides, "")
+    _queued(run_dir, name, s)
+    return run_dir, s
+
+
+def _queued(run_dir: Path, name: str, s: Settings) -> None:
     rd.atomic_write_json(run_dir / rd.STATUS, {
         "state": "queued", "experiment": name, "run_id": run_dir.name,
         **launch.current().identity(), "created": rd.now_iso(), "queued_at": time.time(),
         "started": None, "ended": None, "error": None, "epoch": 0, "epochs": s.epochs})
-    return run_dir, s
 
 
 class _Cancelled(Exception):
@@ -220,6 +224,51 @@ def _same_settings(run_dir: Path, s: Settings) -> bool:
         return False
 
 
+def _recorded(run_dir: Path) -> tuple[dict, Settings]:
+    meta = rd.read_config(run_dir)
+    if not meta.get("settings"):
+        raise RunError(f"{run_dir / rd.CONFIG} is missing or unreadable")
+    return meta, settings_from_dict(meta["settings"], str(run_dir / rd.CONFIG))
+
+
+def _train_in_slot(run_dir: Path, meta: dict, s: Settings, resume: bool, queue: bool,
+                   echo: bool) -> str:
+    """Wait for a slot (under the recorded experiments.toml's limits), then train."""
+    config_path = Path(meta.get("config_file", ""))
+    config = load(config_path) if config_path.is_file() else None
+    executor = launch.current()
+    rd.update_status(run_dir, state="queued", error=None, **executor.identity())
+    if queue and config is not None:
+        executor.wait_for_slot(_slots(config), run_dir.parent.parent, run_dir, s.device)
+    from .train import execute
+    try:
+        return execute(run_dir, s, init_from=meta.get("init_from", ""), resume=resume,
+                       echo=echo)
+    finally:
+        executor.release_slot()
+
+
+def rerun_run(run_dir: Path, queue: bool = True, echo: bool = True) -> tuple[Path, str]:
+    """A new run beside `run_dir` with exactly its recorded settings, seed and starting
+    checkpoint; the trainer logs, a line each, how code, environment or data differ."""
+    if rd.load_run(run_dir) is None:
+        raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
+    meta, s = _recorded(run_dir)
+    init_from = meta.get("init_from", "")
+    if init_from and not Path(init_from).exists():
+        raise RunError(f"{run_dir.name} started from {init_from}, which no longer exists")
+    new = run_dir.parent / rd.new_run_id()
+    new.mkdir()
+    run = {k: v for k, v in meta.items() if k != "settings"}
+    run.update(run_id=new.name, rerun_of=str(run_dir))
+    rd.atomic_write_text(new / rd.CONFIG, rd.dump_toml({"run": run,
+                                                        "settings": meta["settings"]}))
+    _queued(new, meta.get("experiment", run_dir.parent.name), s)
+    if echo:
+        print(f"rerun of {run_dir.parent.name}/{run_dir.name}: {new}", flush=True)
+    return new, _train_in_slot(new, meta, s, False, queue, echo)
+
+
 def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
     run = rd.load_run(run_dir)
     if run is None:
@@ -228,18 +277,5 @@ def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
         raise RunError(f"{run_dir} is still {run.state} (job {run.status.get('job_id')})")
     if run.state == "done":
         raise RunError(f"{run_dir} is already done")
-    meta = rd.read_config(run_dir)
-    if not meta.get("settings"):
-        raise RunError(f"{run_dir / rd.CONFIG} is missing or unreadable")
-    s = settings_from_dict(meta["settings"], str(run_dir / rd.CONFIG))
-    config_path = Path(meta.get("config_file", ""))
-    config = load(config_path) if config_path.exists() else None
-    executor = launch.current()
-    rd.update_status(run_dir, state="queued", error=None, **executor.identity())
-    if queue and config is not None:
-        executor.wait_for_slot(_slots(config), run_dir.parent.parent, run_dir, s.device)
-    from .train import execute
-    try:
-        return execute(run_dir, s, init_from=meta.get("init_from", ""), resume=True, echo=echo)
-    finally:
-        executor.release_slot()
+    meta, s = _recorded(run_dir)
+    return _train_in_slot(run_dir, meta, s, True, queue, echo)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, forecast, launch, probe, progress, tasks, weights
+from . import checkpoint, forecast, launch, probe, progress, provenance, tasks, weights
 from . import rundir as rd
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
@@ -143,7 +143,9 @@ class Run:
         torch.manual_seed(s.seed)
         self.device = pick_device(s.device)
         t0 = time.time()
-        self.data = load_dataset(s).place(self.device, s.data_placement)
+        data = load_dataset(s)
+        self.write_provenance(data)
+        self.data = data.place(self.device, s.data_placement)
         train_x = getattr(self.data.train, "x", None)
         where = ("on the device" if train_x is not None and train_x.device == self.device
                  else "streamed from the host")
@@ -174,6 +176,22 @@ class Run:
         self.autocast = autocast_for(self.device, s.amp)
         self.stepper = Stepper(self.model, self.task, s.compile, self.log)
         return state
+
+    def write_provenance(self, data) -> None:
+        """provenance.json at every start (a resume records where it resumed); a rerun
+        says, a line each, how its code, environment or data differ from the original."""
+        t0 = time.time()
+        meta = rd.read_config(self.dir)
+        record = provenance.write(self.dir, self.s, self.device, data, meta.get("config_file"))
+        original = meta.get("rerun_of")
+        if original:
+            old = rd.read_json(Path(original) / provenance.PROVENANCE)
+            lines = provenance.differences(old, record) if old else [
+                f"{original} has no {provenance.PROVENANCE}: nothing to check against"]
+            for line in lines:
+                self.log(f"rerun: {line}")
+        self.log(f"provenance: commit {provenance.describe_code(record['code'])}, data "
+                 f"{record['data']['hash']} ({time.time() - t0:.2f}s)")
 
     def run(self, init_from: str, resume: bool) -> tuple[str, str | None]:
         state = self.setup(init_from, resume)

@@ -1,9 +1,11 @@
-"""2 Runs: every run, newest first, live; Enter opens one, c cancels, r resumes."""
+"""2 Runs: every run, newest first, live; Enter opens one, c cancels, r resumes, space
+marks runs and d shows what differs between two."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from textual import on
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
@@ -11,9 +13,10 @@ from textual.widgets import DataTable
 from engine import rundir as rd
 from engine.analysis import PCT, RATE, SECS, TEXT, fmt
 from engine.launch import cancel, resume_detached
+from engine.rundiff import diff_table
 
 from ..notices import reported
-from ..screens import Confirm
+from ..screens import Confirm, Pager
 from ..snapshot import RunRow, Snapshot
 from .base import View, matches, restore_cursor, selected_key, state_text
 from .run import RunView, epoch_text
@@ -27,10 +30,15 @@ SCROLLBAR = 2  # columns the vertical scrollbar takes
 RESUMABLE = ("lost", "cancelled", "failed", "diverged")
 
 
-def run_cells(r: RunRow) -> list:
+MARK = "● "
+
+
+def run_cells(r: RunRow, marked: bool = False) -> list:
     values = [r.experiment, r.run_id, epoch_text(r), r.best_acc, r.images_per_s,
               r.elapsed, r.eta]
     state = state_text(r.state)
+    if marked:
+        state = Text(MARK, style="bold magenta") + state
     if r.collapsed:
         state.append(" collapsed", style="bold red")
     return [state, *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
@@ -52,16 +60,21 @@ def fitting_columns(cells: list[list], width: int) -> list[str]:
 class RunsView(View):
     ID, TAB, KEY, FOCUS = "runs", "Runs", "2", "#runs-table"
     KEYS = (Binding("c", "cancel_run", "Cancel run", show=False),
-            Binding("r", "resume_run", "Resume run", show=False))
+            Binding("r", "resume_run", "Resume run", show=False),
+            Binding("space", "mark", "Mark a run (two marked: d shows their diff)",
+                    show=False),
+            Binding("d", "diff", "Diff the two marked runs", show=False))
     # footer hints while shown (enter has priority over the table's own hidden binding,
     # which would hide it; it does what the table's does)
     BINDINGS = [Binding("enter", "open", "Open", priority=True),
                 Binding("c", "cancel_run", "Cancel"), Binding("r", "resume_run", "Resume"),
-                Binding("g", "app.on_view('run', 'gallery')", "Gallery")]
+                Binding("g", "app.on_view('run', 'gallery')", "Gallery"),
+                Binding("space", "mark", "Mark"), Binding("d", "diff", "Diff")]
 
     filter_text = ""
     shown: dict = {}  # run key -> the cells on screen
     columns: list = []  # the column names on screen
+    marked: list = []  # run keys marked with space, oldest mark first
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -78,7 +91,7 @@ class RunsView(View):
         table = self.query_one("#runs-table", DataTable)
         rows = [r for r in self.snap.rows if matches(self.filter_text, r.experiment, r.run_id,
                                                       r.state)]
-        cells = {r.key: run_cells(r) for r in rows}
+        cells = {r.key: run_cells(r, r.key in self.marked) for r in rows}
         columns = fitting_columns(list(cells.values()), self.size.width)
         if structure_changed or columns != self.columns \
                 or [r.key for r in rows] != [k.value for k in table.rows]:
@@ -120,6 +133,25 @@ class RunsView(View):
         if key:
             self.app.query_one(RunView).select(key)
             self.app.show_view(RunView.ID)
+
+    def action_mark(self) -> None:
+        key = self.selected_run()
+        if key is None:
+            return
+        # a new list: the class attribute is shared until the first mark
+        self.marked = [k for k in self.marked if k != key] if key in self.marked else \
+            [*self.marked, key][-2:]
+        self.fill(True)
+
+    def action_diff(self) -> None:
+        pair = self.marked if len(self.marked) == 2 else (
+            [*self.marked, self.selected_run()] if len(self.marked) == 1 else [])
+        if len(pair) != 2 or None in pair or pair[0] == pair[1]:
+            self.notify("mark two runs with space (or one, and put the cursor on the other), "
+                        "then d")
+            return
+        with reported(self, "cannot compare these runs"):
+            self.app.push_screen(Pager(diff_table(Path(pair[0]), Path(pair[1])).to_rich()))
 
     def action_cancel_run(self) -> None:
         r = self.snap.row(self.app.active_view.selected_run())
