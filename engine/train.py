@@ -318,6 +318,7 @@ class Run:
             self.plateau, self.ema.averaged.state_dict() if self.ema is not None else None,
             self.task.state_dict()).save(self.ckpt_dir / "last.pt")
         self.progress.end_epoch(record)
+        self.status["forecast"] = forecast.live(self.dir, self.status)
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
         self.log(f"epoch {epoch}/{s.epochs}: " + " | ".join(epoch_line(record)))
         return best
@@ -336,7 +337,6 @@ class Run:
                     raise Diverged(f"{split} loss became {loss} after epoch {epoch}")
                 out.update({f"{split}_loss": loss, f"{split}_acc": acc})
             out["preds"] = preds  # the test set's
-        self.status["forecast"] = forecast.live(self.dir, self.status)
         if s.knn_every and (epoch % s.knn_every == 0 or epoch == s.epochs):
             train_f, train_y, test_f, test_y = self.features()
             out["knn_acc"] = probe.knn_accuracy(train_f, train_y, test_f, test_y, s.knn_k,
