@@ -75,20 +75,22 @@ def plot_runs(runs: list[tuple[str, Path]], path: Path, title: str = "") -> Path
     return save_figure(fig, path, title)
 
 
-def plot_curve(axis: str, series: dict, path: Path, title: str = "") -> Path:
-    """Accuracy against a swept setting, one line per base, on a log axis (few labels)."""
+def plot_curve(axis: str, series: dict, path: Path, title: str = "", ylabel: str = "") -> Path:
+    """Accuracy against a swept setting, one line per base, on a log axis (few labels);
+    with `ylabel`, any other figure as it comes (the Optimus study's time to target)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    scale = 1 if ylabel else 100
     for base, pts in series.items():
         pts = sorted(pts)
         if pts:
-            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=base)
+            ax.plot([p[0] for p in pts], [scale * p[1] for p in pts], marker="o", label=base)
     ax.set_xscale("log")
     xs = sorted({p[0] for pts in series.values() for p in pts})
     ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the swept values, not powers of ten
     ax.set_xticks([], minor=True)
     ax.set_xlabel(axis)
-    ax.set_ylabel("test accuracy, %")
+    ax.set_ylabel(ylabel or "test accuracy, %")
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
         ax.legend()
@@ -127,4 +129,8 @@ def export_named(config, name: str, runs_dir: Path, out_dir: Path) -> list[Path]
     c = curve(config, name, runs_dir, table)
     if c and any(c[1].values()):
         paths.append(plot_curve(*c, Path(out_dir) / f"{name}-{c[0]}.png", table.title))
+    if table.plot and any(table.plot[1].values()):
+        axis, series, ylabel = table.plot
+        paths.append(plot_curve(axis, series, Path(out_dir) / f"{name}-{axis}.png",
+                                table.title, ylabel))
     return paths

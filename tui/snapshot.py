@@ -30,6 +30,7 @@ class RunRow:
     summary: Mapping | None  # summary.json, read-only; None until the run is done
     waiting_for: str | None = None  # while queued: "gpu", "cpu" or "experiment NAME"
     collapsed: bool = False  # its embeddings collapsed (the k-NN monitor's spread)
+    forecast: Mapping | None = None  # status.json's loss-model forecast (engine/forecast.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Curve:
 
     axis: str
     lines: tuple
+    ylabel: str = ""  # a curve that is not accuracy (the Optimus study's time to target)
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,12 @@ class SeriesBuffer:
 def run_row(run: rd.Run, now: float) -> RunRow:
     p = run_progress(run, now)
     summary = MappingProxyType(dict(run.summary)) if run.summary else None
+    forecast = run.status.get("forecast")
     return RunRow(str(run.path), run.state, run.raw_state, run.experiment, run.run_id,
                   run.epoch, run.epochs, p["step"], p["steps"], p["best_acc"],
                   p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
-                  run.status.get("waiting_for"), bool(run.status.get("collapsed")))
+                  run.status.get("waiting_for"), bool(run.status.get("collapsed")),
+                  MappingProxyType(dict(forecast)) if isinstance(forecast, dict) else None)
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:
@@ -97,6 +99,9 @@ def compare_data(config, name: str, runs_dir) -> CompareData:
     if name in config.ablations:
         bars = tuple((row[0], row[1]) for row in t.rows if row[1] is not None)
     lines = Curve(got[0], tuple((b, tuple(pts)) for b, pts in got[1].items())) if got else None
+    if t.plot and any(t.plot[1].values()):  # a comparison that plots something else
+        lines = Curve(t.plot[0], tuple((b, tuple(pts)) for b, pts in t.plot[1].items()),
+                      t.plot[2])
     return CompareData(name, t.title, tuple(c for c, _ in t.columns),
                        tuple(tuple(r) for r in t.formatted()), tuple(t.notes), bars, lines)
 

@@ -9,6 +9,9 @@ import json
 import pytest
 from conftest import TINY, engine
 
+from engine.config import load
+from tui.watcher import compare_data
+
 OPTIMUS = TINY + """
 [experiment.obase]
 title = "Optimus base"
@@ -99,6 +102,13 @@ def test_the_study_end_to_end(swept):
     assert (out_dir / "optimus-odepths.png").read_bytes()[:4] == b"\x89PNG"
     table = engine("compare", "ostudy", "--config", swept, check=True).stdout
     assert "resnet44 predicted" in table and "b0 = " in table
+    # the app's Compare view gets the time-to-target curve; export writes it as PNG
+    data = compare_data(load(swept), "ostudy", swept.parent / "runs")
+    exported = engine("export", "ostudy", "--config", swept, check=True).stdout.split()
+    if result["epochs_to_target"]["predicted"] is not None:
+        assert data.curve.axis == "workers" and data.curve.ylabel.startswith("time to")
+        assert [line for line, _ in data.curve.lines] == ["2 PS", "4 PS"]
+        assert any(p.endswith("ostudy-workers.png") for p in exported)
 
 
 def test_the_study_refuses_bad_input_in_one_line(swept):

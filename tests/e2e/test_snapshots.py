@@ -22,7 +22,15 @@ LONG_ERROR = ("CIFAR-10 not found in /data (looked for cifar-10-batches-py/ and 
               "set data_dir, or try the synthetic demo: python -m engine run demo")
 
 
-def write_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_loss=None):
+# The loss model's forecast as the trainer keeps it in status.json (engine/forecast.py)
+FORECAST = {"b0": 0.05, "b1": 0.4, "b2": 0.1, "rmse": 0.05, "rel_err": 0.04, "points": 20,
+            "epoch": 2, "last_step": 40, "final_loss": 0.68,
+            "target": {"metric": "test_acc_at_best", "value": 0.4}, "target_loss": 0.7,
+            "extrapolated": True, "eta_epoch": 4, "eta_s": 200.0, "reached_epoch": None}
+
+
+def write_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_loss=None,
+              forecast=None):
     d = runs / exp / run_id
     (d / "checkpoints").mkdir(parents=True)
     status = {"state": state, "experiment": exp, "run_id": run_id, "pid": 1, "host": "elsewhere",
@@ -30,7 +38,8 @@ def write_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_los
               "error": error, "epoch": epochs, "epochs": 4,
               # progress as the trainer keeps it after each epoch (engine/progress.py)
               "steps": 10, "step": 0, "best_acc": acc0 + 0.08 * epochs, "epoch_s": 50.0,
-              "images_per_s": statistics.median(300.0 + 10 * e for e in range(1, epochs + 1))}
+              "images_per_s": statistics.median(300.0 + 10 * e for e in range(1, epochs + 1)),
+              "forecast": forecast}
     (d / rd.STATUS).write_text(json.dumps(status))
     lines = []
     for e in range(1, epochs + 1):
@@ -63,7 +72,7 @@ def fixed_lab(tmp_path):
     write_run(runs, "rot", "20261125-100000-aaaa", "done", 4, 0.3)
     write_run(runs, "ft", "20261125-101000-bbbb", "done", 4, 0.2)
     write_run(runs, "scratch", "20261125-102000-cccc", "failed", 2, 0.1, error=LONG_ERROR,
-              first_test_loss=177.0)
+              first_test_loss=177.0, forecast=FORECAST)
     return cfg
 
 

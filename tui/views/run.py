@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import RichLog, Static
 
-from engine.analysis import PCT, RATE, SECS, fmt
+from engine.analysis import DPCT, PCT, RATE, SECS, fmt
+from engine.forecast import fitted_points, headline
 from engine.export import plot_runs
 
 from ..screens import Gallery
@@ -43,6 +44,27 @@ def run_title(r: RunRow) -> Text:
                     "params")
     elif r.error:
         text.append(f"\n{r.error}", style="red")
+    line = forecast_text(r)
+    if line:
+        text.append(f"\n{line}", style="magenta")
+    return text
+
+
+def forecast_text(r: RunRow) -> str | None:
+    """The loss model's word on the run: while it runs (or stopped), what the last fit
+    says; once done, what the fit made at half the run said against what happened."""
+    half = ((r.summary or {}).get("forecast") or {}).get("at_50") if r.state == "done" \
+        else None
+    if not half:
+        return headline(dict(r.forecast) if r.forecast else None, r.epochs)
+    f = r.summary["forecast"]
+    text = (f"forecast at epoch {half['epoch']}: final loss {half['final_loss']:.3g}, was "
+            f"{f['actual_final_loss']:.3g} ({fmt(half['final_loss_error'], DPCT)}%)")
+    if f.get("target"):
+        said = f"epoch {half['eta_epoch']}" if half.get("eta_epoch") else "not reached"
+        got = f"epoch {f['actual_epoch_to_target']}" if f.get("actual_epoch_to_target") \
+            else "not reached"
+        text += f"; target {100 * f['target']['value']:g}%: said {said}, was {got}"
     return text
 
 
@@ -57,6 +79,7 @@ class RunView(View):
     current: str | None = None  # the run shown (the newest until one is opened)
     log_gen = 0  # the watcher's generation for the current run's log lines
     drawn: Series | None = None  # the series on the plots, or the one waiting for a redraw
+    drawn_fit: dict | None = None  # the current run's forecast, drawn over its step loss
     dirty = False
 
     def compose(self) -> ComposeResult:
@@ -78,6 +101,10 @@ class RunView(View):
         if snap.series is not None and snap.series.key == self.current \
                 and snap.series is not self.drawn:
             self.drawn, self.dirty = snap.series, True
+        r = snap.row(self.current)
+        fit = dict(r.forecast) if r is not None and r.forecast else None
+        if fit != self.drawn_fit:  # refitted at an epoch end: the curve moves
+            self.drawn_fit, self.dirty = fit, True
         self.show_title()
 
     def select(self, key: str) -> None:
@@ -94,9 +121,14 @@ class RunView(View):
             self.query_one("#run-title", Static).update(run_title(r))
 
     def redraw(self) -> None:
-        if self.dirty:
+        if self.dirty and self.drawn is not None:
             self.dirty = False
-            self.query_one(RunPlots).show(self.drawn)
+            r = self.snap.row(self.current)
+            fit = ()
+            if self.drawn_fit and r is not None and r.steps and self.drawn.step_x:
+                # the fitted curve from the first logged step to the run's last step
+                fit = fitted_points(self.drawn_fit, self.drawn.step_x[0], r.epochs * r.steps)
+            self.query_one(RunPlots).show(self.drawn, fit)
 
     def selected_run(self) -> str | None:
         return self.current

@@ -12,7 +12,7 @@ from ..snapshot import CompareData, Series
 
 # Two lines a plot at most, told apart by these colours, named in the titles: plotext's
 # legend sits on the top-left corner, over the first (highest) points of a loss curve.
-TRAIN, TEST, KNN = "cyan", "orange", "green"
+TRAIN, TEST, KNN, FIT = "cyan", "orange", "green", "magenta"
 # In order of interest: a small terminal shows the first few, larger.
 RUN_PLOTS = (("loss", f"loss, log: train {TRAIN}, test {TEST}"),
              ("acc", f"accuracy %: train {TRAIN}, test {TEST}"),
@@ -82,7 +82,8 @@ class RunPlots(Grid):
     def plot(self, pid: str) -> PlotextPlot:
         return self.query_one(f"#plot-{pid}", PlotextPlot)
 
-    def show(self, s: Series) -> None:
+    def show(self, s: Series, fit: tuple = ()) -> None:
+        """`fit`: (steps, losses) of the loss model's curve, drawn over the step loss."""
         col = s.column
         pct = [(xs, [100 * v for v in ys])
                for xs, ys in (col("train_acc"), col("test_acc"), col("knn_acc"))]
@@ -90,7 +91,9 @@ class RunPlots(Grid):
         # the k-NN monitor: how good the features are, while a run trains (any task)
         self.draw("acc", [(*pct[0], TRAIN), (*pct[1], TEST), (*pct[2], KNN)],
                   title=dict(RUN_PLOTS)["acc"] + (f", k-NN {KNN}" if pct[2][0] else ""))
-        self.draw("steps", [(s.step_x, s.step_loss, TRAIN)], log=True)
+        self.draw("steps", [(s.step_x, s.step_loss, TRAIN)] + ([(*fit, FIT)] if fit else []),
+                  log=True, title=dict(RUN_PLOTS)["steps"] + (f", fit {FIT} to the last step"
+                                                              if fit else ""))
         self.draw("lr", [(s.step_x, s.step_lr, TRAIN)] if s.step_x else [(*col("lr"), TRAIN)])
         self.draw("speed", [(*col("images_per_s"), TRAIN)])
         mem, spread = col("gpu_mem_peak_mb"), col("spread")
@@ -110,7 +113,8 @@ class RunPlots(Grid):
 
 def draw_compare(widget: PlotextPlot, data: CompareData) -> None:
     """An ablation's mean accuracies as bars; a sweep with `plot`, accuracy against that
-    axis (log scale, one line per base: the few-labels figure); else hidden."""
+    axis (log scale, one line per base: the few-labels figure); a curve with its own
+    y label (the Optimus study's time to target against workers); else hidden."""
     widget.display = bool(data.bars) or bool(
         data.curve and any(pts for _, pts in data.curve.lines))
     if not widget.display:
@@ -126,14 +130,15 @@ def draw_compare(widget: PlotextPlot, data: CompareData) -> None:
         plt.xlim(max(0.0, min(100 * b[1] for b in bars) - 5), 100)
     else:
         # log10 by hand: plotext 5.3's xscale("log") breaks the legend for 2-point lines
-        axis = data.curve.axis
+        axis, ylabel = data.curve.axis, data.curve.ylabel
+        scale = 1 if ylabel else 100  # accuracy as %, anything else as it comes
         lines = [(base, [p for p in pts if p[0] > 0]) for base, pts in data.curve.lines]
         for base, pts in lines:
             if pts:
-                plt.plot([math.log10(p[0]) for p in pts], [100 * p[1] for p in pts],
+                plt.plot([math.log10(p[0]) for p in pts], [scale * p[1] for p in pts],
                          label=base, marker="braille")
         xs = sorted({p[0] for _, pts in lines for p in pts})
         plt.xticks([math.log10(x) for x in xs], [f"{x:g}" for x in xs])
         plt.xlabel(axis)
-        plt.title(f"test accuracy, % against {axis} (log)")
+        plt.title(f"{ylabel or 'test accuracy, %'} against {axis} (log)")
     widget.refresh()
