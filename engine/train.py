@@ -218,6 +218,7 @@ class Run:
         done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
         self.progress = progress.Progress(self.status, s.epochs, self.steps_per, done,
                                           self.task.headline)
+        self.forecast = forecast.LiveForecast(self.dir)
         self.log(f"model: {s.model}, {total:,} parameters, {trainable:,} trainable; task "
                  f"{s.task}; device {gpu or self.device}; {self.steps_per} steps/epoch of "
                  f"{self.task.images_per_step(s.batch_size)} images")
@@ -318,7 +319,7 @@ class Run:
             self.plateau, self.ema.averaged.state_dict() if self.ema is not None else None,
             self.task.state_dict()).save(self.ckpt_dir / "last.pt")
         self.progress.end_epoch(record)
-        self.status["forecast"] = forecast.live(self.dir, self.status)
+        self.forecast.refresh(self.status, last=epoch == s.epochs)
         rd.atomic_write_json(self.dir / rd.STATUS, self.status)
         self.log(f"epoch {epoch}/{s.epochs}: " + " | ".join(epoch_line(record)))
         return best

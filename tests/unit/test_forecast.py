@@ -147,3 +147,20 @@ def test_fitted_points_span_the_run():
     assert xs[0] == 1 and xs[-1] == 800 and len(ys) == 5
     assert ys[-1] == pytest.approx(float(curve(800)))
     assert fc.fitted_points({}, 1, 800) == ((), ())
+
+
+def test_the_trainers_refit_reads_only_new_lines_and_keeps_to_its_time_budget(tmp_path):
+    status = synthetic_run(tmp_path / "r", epochs=40, done=10, b=(0.004, 0.5, 0.35))
+    live = fc.LiveForecast(tmp_path / "r")
+    live.refresh(status)
+    first = status["forecast"]
+    assert first["epoch"] == 10 and first == fc.live(tmp_path / "r", status)
+    with open(tmp_path / "r" / rd.METRICS, "a") as f:  # the next epoch's lines
+        f.write(json.dumps({"kind": "step", "epoch": 11, "step": 202, "loss": 0.9}) + "\n")
+        f.write(json.dumps({"kind": "epoch", "epoch": 11, "train_loss": 0.9,
+                            "test_acc": 0.65, "epoch_s": 10.0}) + "\n")
+    live.cost = 3600.0  # as if the last fit had been slow: the next waits
+    live.refresh(status)
+    assert status["forecast"] is first and len(live.steps) == 101
+    live.refresh(status, last=True)  # the last epoch always refits
+    assert status["forecast"]["epoch"] == 11 and status["forecast"]["points"] == 101
