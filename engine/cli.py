@@ -276,8 +276,9 @@ def _find(args, ref: str) -> Path:
     runs_dir = _runs_dir_loose(args)
     path = rd.find_run(runs_dir, ref)
     if path is None:
-        raise RunError(f"no run matches {ref!r} in {runs_dir} (give a run directory, "
-                       "EXPERIMENT/RUN_ID or a unique run id)")
+        raise RunError(f"no run matches {ref!r} in {runs_dir} (give a run directory "
+                       "inside it, EXPERIMENT/RUN_ID or a unique run id; --runs-dir names "
+                       "another runs folder)")
     return path
 
 

@@ -6,10 +6,20 @@ escapes is a bug, not a message.
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """Control characters a user typed (a newline in --set, a tab in a file name) shown
+    escaped, so that a message stays one line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 class RotundaError(Exception):
-    """A mistake or missing piece the user can act on; str() is the whole message."""
+    """A mistake or missing piece the user can act on; str() is the whole message, on
+    one line."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class ConfigError(RotundaError):

@@ -311,15 +311,19 @@ def latest_done(runs_dir: Path, experiment: str) -> Run | None:
 
 
 def find_run(runs_dir: Path, ref: str) -> Path | None:
-    """A run given as a path, as EXPERIMENT/RUN_ID, or as a unique RUN_ID (prefix)."""
-    p = Path(ref)
-    if (p / STATUS).exists():
-        return p.resolve()
-    q = Path(runs_dir) / ref
-    if (q / STATUS).exists():
-        return q.resolve()
+    """A run given as a path, as EXPERIMENT/RUN_ID, or as a unique RUN_ID (prefix), and
+    only inside the runs folder: `../`, absolute paths elsewhere and symlinks that lead
+    out of it are refused (None), so nothing outside it is read or written."""
+    root = Path(runs_dir).resolve()
+    for cand in (Path(ref), root / ref):
+        try:
+            path = cand.resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            continue
+        if path.is_relative_to(root) and path != root and (path / STATUS).is_file():
+            return path
     matches = [r.path for r in list_runs(runs_dir) if r.run_id.startswith(ref)]
-    return matches[0] if len(matches) == 1 else None
+    return matches[0] if len(matches) == 1 and ref else None
 
 
 def toml_value(v: Any) -> str:

@@ -19,7 +19,9 @@ def has_checkpoint(run_dir: str) -> bool:
 def gallery_text(run_dir: str, width: int) -> Text:
     """Blocks while the engine scores; raises RunError with the engine's one line. The
     engine lays out (width + 2) // 18 images a row, so none is wider than `width`."""
-    return engine_ansi(["gallery", run_dir, "--width", str(width)], "gallery")
+    # the engine reads runs inside a runs folder only: this run's
+    return engine_ansi(["gallery", run_dir, "--runs-dir", str(Path(run_dir).parent.parent),
+                        "--width", str(width)], "gallery")
 
 
 class Gallery(EngineBox):

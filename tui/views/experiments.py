@@ -140,12 +140,8 @@ def experiment_detail(config, name: str, rows) -> str:
     s = e.settings
     keys = ", ".join(f"{k}={v}" for k, v in e.overrides.items()
                      if k not in ("group",)) or "defaults only"
-    lines = [f"[b]{e.title}[/b]  ({e.name})", e.description or "",
-             f"[dim]settings:[/dim] {keys}",
-             (f"[dim]trains:[/dim] {', '.join(s.train_layers)}; batch {s.batch_size}, "
-              f"{s.optimizer} lr {s.lr:g}, {s.schedule}")]
-    if e.expect:
-        lines.append(f"[dim]expected:[/dim] {e.expect.metric} about {fmt(e.expect.value, PCT)}")
+    lines = [f"[b]{e.title}[/b]  ({e.name})"]
+    # where the weights start first: what to do before launching shows on a short pane
     dep, dep_state = dependency_state(e, rows)
     if dep:
         lines.append(f"[dim]needs:[/dim] {dep}'s {s.init_checkpoint} checkpoint: {dep_state}")
@@ -153,6 +149,11 @@ def experiment_detail(config, name: str, rows) -> str:
     if weights:
         lines.append(f"[dim]weights:[/dim] {escape(weights[2])}" if weights[0] else
                      f"[yellow]weights: {escape(weights[2])}[/yellow]")
+    lines += [e.description or "", f"[dim]settings:[/dim] {keys}",
+              (f"[dim]trains:[/dim] {', '.join(s.train_layers)}; batch {s.batch_size}, "
+               f"{s.optimizer} lr {s.lr:g}, {s.schedule}")]
+    if e.expect:
+        lines.append(f"[dim]expected:[/dim] {e.expect.metric} about {fmt(e.expect.value, PCT)}")
     return "\n".join(lines)
 
 

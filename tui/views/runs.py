@@ -41,6 +41,8 @@ def run_cells(r: RunRow, marked: bool = False) -> list:
         state = Text(MARK, style="bold magenta") + state
     if r.collapsed:
         state.append(" collapsed", style="bold red")
+    if r.job:  # a batch system's own word: "PENDING (Resources)", "RUNNING on node01"
+        state.append(f" {r.job}", style="dim")
     return [state, *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
 
 
@@ -69,7 +71,8 @@ class RunsView(View):
     BINDINGS = [Binding("enter", "open", "Open", priority=True),
                 Binding("c", "cancel_run", "Cancel"), Binding("r", "resume_run", "Resume"),
                 Binding("g", "app.on_view('run', 'gallery')", "Gallery"),
-                Binding("space", "mark", "Mark"), Binding("d", "diff", "Diff")]
+                Binding("space", "mark", "Mark", show=False),
+                Binding("d", "diff", "Diff")]
 
     filter_text = ""
     shown: dict = {}  # run key -> the cells on screen
