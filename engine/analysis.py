@@ -466,6 +466,13 @@ def run_progress(run: rd.Run, now: float | None = None) -> dict:
     return progress.view(run.status, run.state, summary, now)
 
 
+def job_text(run: rd.Run) -> str | None:
+    """A live run's job as its executor sees it (Slurm: "PENDING (Resources)", "RUNNING on
+    node01"); None for the local executor and for finished runs."""
+    from .launch import describe
+    return describe(run.status) if run.raw_state in rd.LIVE_STATES else None
+
+
 def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
                            ("Epoch", TEXT), ("Step", TEXT), ("Best acc", PCT),
@@ -474,7 +481,8 @@ def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     for run in runs:
         p = run_progress(run, now)
         step = f"{p['step']}/{p['steps']}" if p["step"] is not None and p["steps"] else None
-        state = run.state + (" collapsed" if run.status.get("collapsed") else "")
+        state = " ".join(filter(None, (run.state, "collapsed" if run.status.get("collapsed")
+                                       else None, job_text(run))))
         table.rows.append([state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
                            step, p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
     return table

@@ -304,6 +304,19 @@ def _runs_dir_loose(args) -> Path:
         return (path.parent / (runs if isinstance(runs, str) else "runs")).resolve()
 
 
+def cmd_job(args) -> int:
+    """A prepared run directory as a batch job runs it (engine/launch/slurm.py)."""
+    from .runner import run_job
+
+    run_dir = Path(args.run_dir).resolve()
+    state = run_job(run_dir, echo=not args.quiet)
+    if state not in ("done", "queued"):  # queued: stopped for a requeue
+        status = rd.read_json(run_dir / rd.STATUS) or {}
+        print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_resume(args) -> int:
     run_dir = _find(args, args.run)
     state = resume_run(run_dir, queue=not args.now, echo=not args.quiet)
@@ -498,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
     rs.add_argument("--quiet", action="store_true")
     rs.set_defaults(fn=cmd_resume)
+    jb = sub.add_parser("job", parents=[common], help=(
+        "run a prepared run directory as its batch job does: its first start, or a resume "
+        "after a requeue (the Slurm executor's job script)"))
+    jb.add_argument("run_dir")
+    jb.add_argument("--quiet", action="store_true")
+    jb.set_defaults(fn=cmd_job)
 
     rr = sub.add_parser("rerun", parents=[common], help=(
         "a new run with exactly a run's recorded settings and seed; warns where the code, "

@@ -69,11 +69,27 @@ class Compare:
 
 
 @dataclass(frozen=True)
+class Slurm:
+    """[lab.slurm]: what each run's sbatch job asks for (executor = "slurm")."""
+
+    partition: str = ""
+    account: str = ""
+    time: str = ""  # the job's time limit in Slurm's format ("4:00:00", "1-00:00:00")
+    gpus: int = 0  # per run (--gpus)
+    cpus: int = 0  # per run (--cpus-per-task); 0: the cluster's default
+    memory: str = ""  # per run (--mem), e.g. "16G"
+    constraint: str = ""  # node features, e.g. a GPU type
+    extra: tuple = ()  # further sbatch options, one per item: ["--qos=high"]
+    warning_s: int = 120  # the warning signal (USR1) this long before the time limit
+
+
+@dataclass(frozen=True)
 class Lab:
     runs_dir: str = "runs"
     runs_per_gpu: int = 1
     runs_on_cpu: int = 1
     executor: str = "local"
+    slurm: Slurm = Slurm()
 
 
 @dataclass(frozen=True)
@@ -187,7 +203,9 @@ def load(path: str | Path) -> Config:
 def _lab(table: dict, where: Where) -> Lab:
     from .launch import EXECUTORS
 
-    types = {f.name: type(f.default) for f in dataclasses.fields(Lab)}
+    table = dict(table)
+    slurm = _slurm(table.pop("slurm", {}), where.sub("lab.slurm"))
+    types = {f.name: type(f.default) for f in dataclasses.fields(Lab) if f.name != "slurm"}
     for key, value in table.items():
         if key not in types:
             where.fail(f"unknown key {key!r}{suggest(key, types)}", key)
@@ -196,7 +214,43 @@ def _lab(table: dict, where: Where) -> Lab:
     if table.get("executor", "local") not in EXECUTORS:
         where.fail(f"executor = {table['executor']!r} is not one of {', '.join(EXECUTORS)}",
                    "executor")
-    return Lab(**table)
+    return Lab(**table, slurm=slurm)
+
+
+SLURM_TIME = re.compile(r"^(?:\d+-)?\d+(?::\d+){0,2}$|^(?:UNLIMITED|INFINITE)$")
+SLURM_MEMORY = re.compile(r"^\d+[KMGT]?$")
+
+
+def _slurm(table, where: Where) -> Slurm:
+    if not isinstance(table, dict):
+        where.fail("slurm must be a table ([lab.slurm])")
+    types = {f.name: type(f.default) for f in dataclasses.fields(Slurm)}
+    out = {}
+    for key, value in table.items():
+        if key not in types:
+            where.fail(f"unknown key {key!r}{suggest(key, types)} (keys: "
+                       f"{', '.join(types)})", key)
+        want = list if types[key] is tuple else types[key]
+        if not isinstance(value, want) or isinstance(value, bool):
+            where.fail(f"{key} must be {type_name(types[key])}, got {value!r}", key)
+        out[key] = tuple(value) if want is list else value
+    for key in ("gpus", "cpus"):
+        if out.get(key, 0) < 0:
+            where.fail(f"{key} must be 0 or more, got {out[key]}", key)
+    if not 1 <= out.get("warning_s", 120) <= 65535:
+        where.fail(f"warning_s must be from 1 to 65535 seconds, got {out['warning_s']}",
+                   "warning_s")
+    if out.get("time") and not SLURM_TIME.match(out["time"]):
+        where.fail(f"time = {out['time']!r} is not a Slurm time limit (minutes, "
+                   "\"HH:MM:SS\" or \"D-HH:MM:SS\")", "time")
+    if out.get("memory") and not SLURM_MEMORY.match(out["memory"]):
+        where.fail(f"memory = {out['memory']!r} is not a Slurm size (a number with K, M, "
+                   "G or T, e.g. \"16G\")", "memory")
+    for item in out.get("extra", ()):
+        if not isinstance(item, str) or not item.startswith("-") or "\n" in item:
+            where.fail(f"extra holds sbatch options, each a string such as \"--qos=high\", "
+                       f"got {item!r}", "extra")
+    return Slurm(**out)
 
 
 def _table(name: str, table, kind: str, where: Where, allowed=None) -> None:

@@ -155,20 +155,29 @@ def _run_one(config: Config, label: str, name: str, run_dir: Path, s: Settings,
         return "failed"
 
 
-def run_experiment(config: Config, name: str, overrides: list[str], runs_dir: Path,
-                   with_deps: bool = False, run_id: str | None = None, queue: bool = True,
-                   echo: bool = True) -> list[tuple[Path, str]]:
-    """Run `name` (and, with with_deps, each dependency lacking a successful run, first).
-    The same overrides apply to every run in the chain; a link that does not finish
-    cancels the links after it."""
+def create_chain(config: Config, name: str, overrides: list[str], runs_dir: Path,
+                 with_deps: bool = False, run_id: str | None = None
+                 ) -> list[tuple[str, Path, Settings]]:
+    """`name`'s run directory, queued, and with with_deps one before it for each
+    dependency lacking a successful run; all made at once, so a viewer sees the whole
+    chain. Checks first that the first link can start."""
     chain = dependency_chain(config, name) if with_deps else [name]
     todo = [n for n in chain[:-1] if rd.latest_done(runs_dir, n) is None] + [name]
     first = resolve_settings(config, todo[0], overrides)  # validates the overrides too
     dep = needs(first)
     if not (dep and any(r.state in rd.LIVE_STATES for r in rd.list_runs(runs_dir, dep))):
         resolve_init(config, todo[0], first, runs_dir)  # fail now, before creating anything
-    created = [(n, *create_run(config, n, overrides, runs_dir, run_id if n == name else None))
-               for n in todo]  # all queued at once, so a viewer sees the whole chain
+    return [(n, *create_run(config, n, overrides, runs_dir, run_id if n == name else None))
+            for n in todo]
+
+
+def run_experiment(config: Config, name: str, overrides: list[str], runs_dir: Path,
+                   with_deps: bool = False, run_id: str | None = None, queue: bool = True,
+                   echo: bool = True) -> list[tuple[Path, str]]:
+    """Run `name` (and, with with_deps, each dependency lacking a successful run, first).
+    The same overrides apply to every run in the chain; a link that does not finish
+    cancels the links after it."""
+    created = create_chain(config, name, overrides, runs_dir, with_deps, run_id)
     results = []
     for i, (n, run_dir, s) in enumerate(created):
         state = _run_one(config, f"run {n}", n, run_dir, s, overrides, runs_dir, queue, echo)
@@ -185,9 +194,7 @@ def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
               queue: bool = True, echo: bool = True) -> list[tuple[str, Path | None, str]]:
     """Every point of a sweep or an ablation, one after another; a point already done
     with the same resolved settings is skipped. `overrides` apply on top of every point."""
-    points = [(label, base, point_overrides + list(overrides),
-               resolve_settings(config, base, point_overrides + list(overrides)))
-              for label, base, point_overrides in config.plan(name).points()]
+    points = _points(config, name, overrides)
     # Points that start from an experiment's checkpoint (a rotation-pretrained base, an
     # ablation's "rotation" component) get that experiment run first when it has no
     # successful run, with the same command-line overrides, as `run --with-deps` does.
@@ -198,6 +205,24 @@ def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
             if run_experiment(config, dep, list(overrides), runs_dir, with_deps=True,
                               queue=queue, echo=echo)[-1][1] != "done":
                 raise RunError(f"dependency {dep} did not finish; the sweep needs its checkpoint")
+    results, created = _create_points(config, name, points, runs_dir, echo)
+    for label, base, all_overrides, run_dir, s in created:
+        state = _run_one(config, f"{name} [{label}]", base, run_dir, s, all_overrides,
+                         runs_dir, queue, echo)
+        results[label] = (label, run_dir, state)
+    return [results[label] for label, *_ in points]
+
+
+def _points(config: Config, name: str, overrides: list[str]) -> list[tuple]:
+    return [(label, base, point_overrides + list(overrides),
+             resolve_settings(config, base, point_overrides + list(overrides)))
+            for label, base, point_overrides in config.plan(name).points()]
+
+
+def _create_points(config: Config, name: str, points: list[tuple], runs_dir: Path,
+                   echo: bool) -> tuple[dict, list[tuple]]:
+    """The points already done with the same settings, and a queued run directory for
+    each other one."""
     by_point = rd.runs_by_point(runs_dir, name)
     results, created = {}, []
     for label, base, all_overrides, s in points:
@@ -210,11 +235,58 @@ def run_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path,
         else:
             created.append((label, base, all_overrides, *create_run(
                 config, base, all_overrides, runs_dir, sweep=name, point=label)))
-    for label, base, all_overrides, run_dir, s in created:
-        state = _run_one(config, f"{name} [{label}]", base, run_dir, s, all_overrides,
-                         runs_dir, queue, echo)
-        results[label] = (label, run_dir, state)
-    return [results[label] for label, *_ in points]
+    return results, created
+
+
+def prepare_sweep(config: Config, name: str, overrides: list[str],
+                  runs_dir: Path) -> list[tuple[Path, Path | None]]:
+    """For an executor that queues every run as its own job: a queued run directory for
+    each point not done yet, and first for each missing dependency's chain; each with
+    the run it must wait for (None: none)."""
+    if config.plan(name) is None:
+        raise RunError(f"no sweep or ablation named {name!r}")
+    points = _points(config, name, overrides)
+    out, last = [], {}
+    for dep in dict.fromkeys(needs(s) for *_, s in points if needs(s)):
+        if rd.latest_done(runs_dir, dep) is None:
+            before = None
+            for _, run_dir, _ in create_chain(config, dep, list(overrides), runs_dir, True):
+                out.append((run_dir, before))
+                before = run_dir
+            last[dep] = before
+    _, created = _create_points(config, name, points, runs_dir, echo=False)
+    return out + [(run_dir, last.get(needs(s))) for *_, run_dir, s in created]
+
+
+def run_job(run_dir: Path, echo: bool = True) -> str:
+    """A run directory prepared by the launcher, as its batch job runs it: the first
+    start, or after a requeue a resume from last.pt (metrics trimmed to it). A job that
+    starts again after its run ended done does nothing."""
+    run = rd.load_run(run_dir)
+    if run is None:
+        raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
+    if run.raw_state == "done":
+        return "done"
+    meta, s = _recorded(run_dir)
+    executor = launch.current()
+    resume = bool(run.status.get("started"))
+    rd.update_status(run_dir, state="queued", error=None, ended=None, **executor.identity())
+    config_path = Path(meta.get("config_file", ""))
+    init_from = meta.get("init_from", "")
+    if not resume:
+        if not config_path.is_file():
+            rd.update_status(run_dir, state="failed", ended=rd.now_iso(),
+                             error=f"{config_path} is gone")
+            return "failed"
+        config = load(config_path)
+        name = meta.get("experiment") or run_dir.parent.name
+        try:
+            return run_queued(config, run_dir, name, s, list(meta.get("overrides", [])),
+                              run_dir.parent.parent, echo=echo)
+        except RunError:  # recorded in the run's status and log
+            return "failed"
+    from .train import execute
+    return execute(run_dir, s, init_from=init_from, resume=True, echo=echo)
 
 
 def _same_settings(run_dir: Path, s: Settings) -> bool:

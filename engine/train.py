@@ -48,7 +48,8 @@ class RunLog:
 
 
 class Stop:
-    """SIGTERM/SIGINT ask the loop to stop after the current step."""
+    """SIGTERM/SIGINT ask the loop to stop after the current step; so does SIGUSR1, a batch
+    system's warning before a time limit or a preemption (the executor then requeues)."""
 
     def __init__(self):
         self.signal = None
@@ -59,6 +60,7 @@ class Stop:
     def install(self):
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGUSR1, self)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
@@ -113,7 +115,8 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
         with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
             f.write(traceback.format_exc())
         log(f"failed: {error}")
-    status.update(state=state, error=error, ended=rd.now_iso())
+    status.update(state=state, error=error,
+                  ended=None if state == "queued" else rd.now_iso())  # queued: requeued
     rd.atomic_write_json(run_dir / rd.STATUS, status)
     return state
 
@@ -227,6 +230,10 @@ class Run:
             if self.stop.signal is not None:
                 last = "no checkpoint yet" if epoch == 1 else \
                     f"checkpoints/last.pt holds epoch {epoch - 1}"
+                if self.stop.signal and launch.current().stopping(self.stop.signal):
+                    self.log(f"stopped by signal {self.stop.signal} in epoch {epoch}; {last}; "
+                             "the job is requeued and resumes from there")
+                    return "queued", None
                 self.log(f"cancelled by signal {self.stop.signal} in epoch {epoch}; {last} "
                          f"(python -m engine resume {self.dir} continues from there)")
                 return "cancelled", f"cancelled in epoch {epoch}"

@@ -90,6 +90,29 @@ def trained(tmp_path_factory):
     return cfg
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node Slurm for the session (tests/slurm.py: installed with apt when
+    missing, started without systemd, stopped at the end); SLURM_CONF is exported to the
+    tests, the engine processes and the app. Skips, with the reason, where Slurm cannot
+    be had (not root, no apt)."""
+    import slurm
+
+    root = tmp_path_factory.mktemp("slurm")
+    try:
+        conf = slurm.start(root)
+    except slurm.Unavailable as exc:
+        pytest.skip(f"no Slurm here: {exc}")
+    old = os.environ.get("SLURM_CONF")
+    os.environ.update(conf)
+    yield root
+    slurm.stop(root)
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+
+
 def pytest_collection_modifyitems(config, items):
     """Everything under tests/e2e trains real runs or drives the app: marked slow, so that
     `python -m pytest -m "not slow"` is the quick loop and plain `python -m pytest` is all."""

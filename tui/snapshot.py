@@ -31,6 +31,7 @@ class RunRow:
     waiting_for: str | None = None  # while queued: "gpu", "cpu" or "experiment NAME"
     collapsed: bool = False  # its embeddings collapsed (the k-NN monitor's spread)
     forecast: Mapping | None = None  # status.json's loss-model forecast (engine/forecast.py)
+    job: str | None = None  # a live run's job as its executor says: "PENDING (Resources)"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from engine import rundir as rd
-from engine.analysis import compare_table, curve, run_progress, table_names
+from engine.analysis import compare_table, curve, job_text, run_progress, table_names
 
 from .gpu import GpuMonitor
 from .lab import Lab
@@ -87,7 +87,8 @@ def run_row(run: rd.Run, now: float) -> RunRow:
                   run.epoch, run.epochs, p["step"], p["steps"], p["best_acc"],
                   p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
                   run.status.get("waiting_for"), bool(run.status.get("collapsed")),
-                  MappingProxyType(dict(forecast)) if isinstance(forecast, dict) else None)
+                  MappingProxyType(dict(forecast)) if isinstance(forecast, dict) else None,
+                  job_text(run))
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:

@@ -153,5 +153,8 @@ class LocalExecutor:
             self._slot.close()
             self._slot = None
 
+    def stopping(self, signum: int) -> bool:
+        return False  # nothing here runs a stopped run again: it ends cancelled
+
 
 EXECUTOR = LocalExecutor()

@@ -1,0 +1,244 @@
+"""The Slurm executor: each run is its own sbatch job, made by the launcher with its run
+directory already queued, so that a viewer sees it while Slurm keeps it pending. Slurm
+decides the queue (no flock slots here); squeue, asked once per poll for every job, says
+whether a job lives and what Slurm says of it; cancel is scancel. A job gets USR1
+`warning_s` before its time limit (and from a preemption with a grace time): the trainer
+stops after its step, the job requeues itself and resumes from last.pt. No torch, no
+submitit: plain sbatch/squeue/scancel/scontrol (docs/design.md says why).
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .. import rundir as rd
+from ..config import Slurm
+from ..errors import RunError
+
+# squeue's states of a job that still holds or waits for its allocation; any other (or
+# none: Slurm forgot it) means the job is over
+LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
+        "REQUEUE_FED", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
+        "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+POLL_S = 1.0  # one squeue answer serves every reader within this long
+WARNING = signal.SIGUSR1
+
+
+def _slurm(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise RunError(f"{cmd[0]} is not on PATH: executor = \"slurm\" needs Slurm's "
+                       "client commands on this machine") from None
+    except subprocess.TimeoutExpired:
+        raise RunError(f"{cmd[0]} did not answer in {timeout:.0f} s") from None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no output")
+
+
+class Queue:
+    """squeue's view of this user's jobs (recently ended ones included), asked at most
+    once per POLL_S, and again at once for a job submitted after the last answer."""
+
+    def __init__(self):
+        self._jobs: dict[str, tuple[str, str, str]] = {}  # id -> (state, reason, nodes)
+        self._asked = -1.0  # time.time() of the answer
+        self._ok = False
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str, since: float = 0.0) -> tuple[str, str, str] | None:
+        """(state, reason, nodes) of a job; None when Slurm does not know it; raises
+        RunError when squeue cannot be asked."""
+        with self._lock:
+            now = time.time()
+            if now - self._asked > POLL_S or (job_id not in self._jobs and since
+                                              and since >= self._asked - 0.5):
+                self._refresh(now)
+            if not self._ok:
+                raise RunError("squeue failed")
+            return self._jobs.get(job_id)
+
+    def _refresh(self, now: float) -> None:
+        self._asked = now
+        try:
+            got = _slurm(["squeue", "--noheader", "--me", "--states=all",
+                          "--format=%i|%T|%r|%N"])
+        except RunError:
+            self._ok = False
+            return
+        self._ok = got.returncode == 0
+        jobs = {}
+        for line in got.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 4:
+                jobs[parts[0]] = (parts[1], parts[2], parts[3])
+        self._jobs = jobs
+
+    def forget(self) -> None:
+        with self._lock:
+            self._asked = -1.0
+
+
+def _restart_count() -> int:
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+class SlurmExecutor:
+    name = "slurm"
+
+    def __init__(self):
+        self.queue = Queue()
+
+    # -- the launcher's side ------------------------------------------------------------
+    def sbatch_args(self, lab, tag: str, out: Path, cwd: Path, after: list[str]) -> list[str]:
+        s = lab.slurm if lab is not None else Slurm()
+        args = ["sbatch", "--parsable", f"--job-name=rotunda-{tag}", f"--output={out}",
+                "--open-mode=append", f"--chdir={cwd}", "--requeue",
+                f"--signal=B:USR1@{s.warning_s}"]
+        for flag, value in (("--partition", s.partition), ("--account", s.account),
+                            ("--time", s.time), ("--mem", s.memory),
+                            ("--constraint", s.constraint)):
+            if value:
+                args.append(f"{flag}={value}")
+        if s.gpus:
+            args.append(f"--gpus={s.gpus}")
+        if s.cpus:
+            args.append(f"--cpus-per-task={s.cpus}")
+        if after:
+            args += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]
+        return args + list(s.extra)
+
+    def _sbatch(self, lab, argv: list[str], runs_dir: Path, cwd: Path, tag: str,
+                after: list[str]) -> tuple[str, Path]:
+        launch_dir = Path(runs_dir) / ".launch"
+        launch_dir.mkdir(parents=True, exist_ok=True)
+        out = launch_dir / f"{tag}.txt"
+        env = dict(os.environ, PYTHONUNBUFFERED="1", ROTUNDA_EXECUTOR=self.name)
+        project_root = str(Path(__file__).resolve().parent.parent.parent)
+        env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
+        # exec: the batch shell becomes the run, so B:USR1 reaches the trainer itself
+        script = "#!/bin/sh\nexec " + shlex.join([sys.executable, "-m", "engine", *argv]) + "\n"
+        got = subprocess.run(self.sbatch_args(lab, tag, out, Path(cwd), after), input=script,
+                             capture_output=True, text=True, env=env, timeout=60) \
+            if shutil.which("sbatch") else None
+        if got is None:
+            raise RunError('sbatch is not on PATH: executor = "slurm" needs Slurm\'s client '
+                           "commands on this machine")
+        if got.returncode != 0:
+            raise RunError(f"sbatch refused the job: {_first_line(got.stderr)}")
+        return got.stdout.strip().split(";")[0], out
+
+    def submit(self, argv: list[str], runs_dir: Path, cwd: Path, tag: str) -> Path:
+        """`python -m engine ARGV` as one job (the protocol's generic form)."""
+        return self._sbatch(None, argv, runs_dir, cwd, tag, [])[1]
+
+    def submit_run(self, lab, run_dir: Path, runs_dir: Path, cwd: Path,
+                   after: list[str] = ()) -> tuple[str, Path]:
+        """One job for a prepared (queued) run directory, started after the jobs `after`
+        succeed; its job id goes into status.json at once. Returns (job id, output file)."""
+        run_dir = Path(run_dir)
+        job, out = self._sbatch(lab, ["job", str(run_dir), "--quiet"], runs_dir, cwd,
+                                f"{run_dir.parent.name}-{run_dir.name}", list(after))
+        rd.update_status(run_dir, executor=self.name, job_id=job, host=None, pid=None,
+                         pid_start=None, user=getpass.getuser(), submitted=time.time(),
+                         waiting_for="slurm")
+        return job, out
+
+    # -- inside the job -----------------------------------------------------------------
+    def identity(self) -> dict:
+        return {"executor": self.name, "job_id": os.environ.get("SLURM_JOB_ID"),
+                "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                "pid": os.getpid(), "pid_start": None, "user": getpass.getuser(),
+                "restarts": _restart_count()}
+
+    def wait_for_slot(self, slots: dict, runs_dir: Path, run_dir: Path, device: str,
+                      on_wait=None) -> str:
+        """Slurm queued the job and gave it its allocation: nothing to wait for."""
+        rd.update_status(run_dir, waiting_for=None)
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        return "cpu" if device == "cpu" or not gpus else gpus.split(",")[0]
+
+    def release_slot(self) -> None:
+        pass
+
+    def stopping(self, signum: int) -> bool:
+        """Whether the signal that stops the trainer means the job runs again: the
+        warning signal (time limit, preemption), on which the job requeues itself, or a
+        requeue by someone else (Slurm's SIGTERM, with the job's restart count raised)."""
+        job = os.environ.get("SLURM_JOB_ID")
+        if not job:
+            return False
+        if signum == WARNING:
+            got = _slurm(["scontrol", "requeue", job])
+            return got.returncode == 0
+        if signum != signal.SIGTERM:
+            return False
+        got = _slurm(["scontrol", "show", "job", "--oneliner", job])
+        fields = dict(f.split("=", 1) for f in got.stdout.split() if "=" in f)
+        try:
+            return int(fields.get("Restarts", "0")) > _restart_count()
+        except ValueError:
+            return False
+
+    # -- any reader's side --------------------------------------------------------------
+    def _job(self, status: dict) -> tuple[str, str, str] | None | bool:
+        """squeue's entry for the run's job; False when it cannot be told from here."""
+        job = status.get("job_id")
+        if not job or (status.get("user") and status["user"] != getpass.getuser()):
+            return False
+        try:
+            return self.queue.get(str(job), status.get("submitted") or 0.0)
+        except RunError:
+            return False
+
+    def alive(self, status: dict) -> bool | None:
+        entry = self._job(status)
+        if entry is False:
+            return None
+        return entry is not None and entry[0] in LIVE
+
+    def describe(self, status: dict) -> str | None:
+        """Slurm's word on the job: "PENDING (Resources)", "RUNNING on node01"."""
+        entry = self._job(status)
+        if not entry:
+            return None
+        state, reason, nodes = entry
+        if state == "PENDING":
+            return f"PENDING ({reason})"
+        if state in ("RUNNING", "COMPLETING") and nodes:
+            return f"{state} on {nodes}"
+        return state
+
+    def cancel(self, status: dict) -> str:
+        job = status.get("job_id")
+        if not job:
+            raise RunError("the run has no Slurm job id yet")
+        entry = self._job(status)
+        got = _slurm(["scancel", str(job)])
+        if got.returncode != 0:
+            raise RunError(f"scancel {job} failed: {_first_line(got.stderr)}")
+        self.queue.forget()
+        if entry and entry[0] == "PENDING":
+            if status.get("run_dir"):  # it never starts, so it cannot record this itself
+                rd.update_status(Path(status["run_dir"]), state="cancelled",
+                                 ended=rd.now_iso(), error="cancelled while pending")
+            return f"scancel {job} (pending: it will not start)"
+        return f"scancel {job} (Slurm sends SIGTERM; it checkpoints and ends cancelled)"
+
+
+EXECUTOR = SlurmExecutor()
