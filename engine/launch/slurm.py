@@ -152,8 +152,12 @@ class SlurmExecutor:
         """One job for a prepared (queued) run directory, started after the jobs `after`
         succeed; its job id goes into status.json at once. Returns (job id, output file)."""
         run_dir = Path(run_dir)
-        job, out = self._sbatch(lab, ["job", str(run_dir), "--quiet"], runs_dir, cwd,
-                                f"{run_dir.parent.name}-{run_dir.name}", list(after))
+        try:
+            job, out = self._sbatch(lab, ["job", str(run_dir), "--quiet"], runs_dir, cwd,
+                                    f"{run_dir.parent.name}-{run_dir.name}", list(after))
+        except RunError as exc:  # the run will never start: say so where readers look
+            rd.update_status(run_dir, state="failed", ended=rd.now_iso(), error=str(exc))
+            raise
         rd.update_status(run_dir, executor=self.name, job_id=job, host=None, pid=None,
                          pid_start=None, user=getpass.getuser(), submitted=time.time(),
                          waiting_for="slurm")
