@@ -354,6 +354,8 @@ def plot_study(st: Study, path: Path) -> Path:
         kf = np.linspace(max(1, min(f.steps)), max(f.steps), 200)
         ax.plot(kf, f.fit.loss_at(kf), lw=0.8, color=f"C{(i + 4) % 10}", alpha=0.8,
                 label=f"{f.model} fit")
+    for d, q in st.depths.items():
+        ax.plot(ks, q.loss_at(ks), ":", color="C2", label=f"depth {d} predicted")
     if st.target_loss is not None:
         ax.axhline(st.target_loss, color="k", lw=0.6, ls=":",
                    label=f"loss for {100 * st.target:g}%")
