@@ -31,6 +31,7 @@ CHECKPOINTS = "checkpoints"
 STDOUT = "stdout.txt"
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "diverged")
+DAMAGED = "damaged"  # a reader's state: status.json or config.toml torn or empty
 FINAL_STATES = ("done", "failed", "cancelled", "diverged")
 LIVE_STATES = ("queued", "running")
 
@@ -188,13 +189,40 @@ class Run:
         return parse_iso(self.status.get("ended"))
 
 
+def damage(path: Path) -> str | None:
+    """Why a run directory cannot be trusted (status.json or config.toml torn, empty or
+    not what it should be), or None."""
+    try:
+        text = (path / STATUS).read_text(encoding="utf-8")
+        status = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{STATUS} is unreadable (truncated or not JSON)"
+    if not isinstance(status, dict):
+        return f"{STATUS} holds no JSON object"
+    # a run being created writes config.toml just after its directory: missing is fine
+    return f"{CONFIG} is empty" if _empty(path / CONFIG) else None
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return False
+
+
 def load_run(path: Path) -> Run | None:
-    """The run in `path`; None when it has no readable status.json. The summary is read
-    only for a done run (no other has one)."""
+    """The run in `path`; None when there is no status.json. A torn status.json or an
+    empty config.toml gives a run in state "damaged", with the reason as its error, so
+    that every reader keeps working and shows it. The summary is read only for a done
+    run (no other has one)."""
     path = Path(path)
-    status = read_json(path / STATUS)
-    if status is None:
+    if not (path / STATUS).exists():
         return None
+    status = read_json(path / STATUS)
+    problem = damage(path) if not isinstance(status, dict) or _empty(path / CONFIG) else None
+    if problem:
+        return Run(path=path, experiment=path.parent.name, run_id=path.name,
+                   status={"state": DAMAGED, "error": problem}, summary=None)
     summary = read_json(path / SUMMARY) if status.get("state") == "done" else None
     return Run(path=path, experiment=path.parent.name, run_id=path.name, status=status,
                summary=summary)

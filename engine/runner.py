@@ -351,3 +351,6 @@ def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
         raise RunError(f"{run_dir} is already done")
     meta, s = _recorded(run_dir)
     return _train_in_slot(run_dir, meta, s, True, queue, echo)
+    if run.state == rd.DAMAGED:
+        raise RunError(f"{run_dir} is damaged ({run.status['error']}): not resumed; its "
+                       "other files are untouched")

@@ -139,6 +139,12 @@ class Run:
     def __init__(self, run_dir: Path, s: Settings, log: RunLog, status: dict, stop: Stop):
         self.dir, self.s, self.log, self.status, self.stop = run_dir, s, log, status, stop
         self.task = tasks.build(s)
+    except torch.cuda.OutOfMemoryError:
+        state, error = "failed", (
+            f"out of memory at batch_size {s.batch_size}: try a smaller batch (python -m "
+            f"engine throughput EXPERIMENT finds the largest that fits); checkpoints/last.pt "
+            f"keeps the last finished epoch")
+        log(f"failed: {error}")
         self.ckpt_dir = run_dir / rd.CHECKPOINTS
 
     def setup(self, init_from: str, resume: bool) -> checkpoint.TrainState | None:

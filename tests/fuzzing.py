@@ -5,6 +5,8 @@ import contextlib
 import io
 import json
 import math
+import tempfile
+from pathlib import Path
 
 from hypothesis import strategies as st
 
@@ -86,3 +88,14 @@ def assert_clean(rc, err: str) -> None:
     if rc == 2:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 or lines[0].startswith("usage:"), err
+
+
+WORK = Path(tempfile.mkdtemp(prefix="rotunda-fuzz-"))
+
+
+def check_document(text: str) -> None:
+    """experiments.toml with this text loads (exit 0) or is one line and exit 2."""
+    path = WORK / "experiments.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    rc, _, err = cli("list", "--config", path)
+    assert_clean(rc, err)

@@ -19,7 +19,8 @@ from engine.export import export_table
 from ..snapshot import Snapshot
 
 STATE_STYLE = {"done": "green", "running": "bold yellow", "queued": "cyan", "failed": "red",
-               "diverged": "magenta", "cancelled": "dim", "lost": "bold red"}
+               "diverged": "magenta", "cancelled": "dim", "lost": "bold red",
+               "damaged": "bold red reverse"}
 
 Export = Callable[[Path], list[Path]]  # reports folder -> the files written
 

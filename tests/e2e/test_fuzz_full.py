@@ -1,0 +1,24 @@
+"""The fuzz suite at full size: 10,000 generated experiments.toml documents (7,000 built
+from the real tables and keys with wrong types, unknown keys, extreme numbers, unicode and
+nesting; 3,000 of arbitrary text) through `engine list`: each loads or is one line with
+exit 2, never a traceback (docs/reliability.md)."""
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fuzzing import check_document, documents, to_toml
+
+FULL = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+@pytest.mark.timeout(1800)  # a minute or two idle; pytest's 300 s default is per test
+@settings(max_examples=7000, **FULL)
+@given(documents)
+def test_ten_thousand_documents_built_from_the_schema(doc):
+    check_document(to_toml(doc))
+
+
+@pytest.mark.timeout(1800)
+@settings(max_examples=3000, **FULL)
+@given(st.text(max_size=300))
+def test_ten_thousand_documents_arbitrary_text(text):
+    check_document(text)
