@@ -111,7 +111,10 @@ def _alive(pid: int | None) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # a daemon's parent is init, which here may never reap it: a zombie is gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def start(root: Path) -> dict:
@@ -155,8 +158,22 @@ def start(root: Path) -> dict:
 
 
 def stop(root: Path) -> None:
-    """Stop slurmd and slurmctld by their pid files, and munged if start() started it."""
+    """Cancel what is still queued, stop slurmd and slurmctld by their pid files (and
+    munged if start() started it), then end any slurmstepd of this cluster that outlived
+    slurmd (found by its open files in ROOT)."""
     root = Path(root)
+    env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"))
+    if _alive(_pid(root / "slurmctld.pid")):
+        try:
+            jobs = _run(["squeue", "-h", "-o", "%i"], env=env, timeout=30).stdout.split()
+            if jobs:
+                _run(["scancel", *jobs], env=env, timeout=30)
+            end = time.monotonic() + 30
+            while jobs and time.monotonic() < end and _run(
+                    ["squeue", "-h", "-o", "%i"], env=env, timeout=30).stdout.strip():
+                time.sleep(0.2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
     pids = [_pid(root / name) for name in ("slurmd.pid", "slurmctld.pid")]
     if (root / "munged.ours").exists():
         pids.append(_pid(MUNGE_SOCKET_DIR / "munged.pid"))
@@ -169,6 +186,24 @@ def stop(root: Path) -> None:
     for pid in pids:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+    for pid in _steps_of(root):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _steps_of(root: Path) -> list[int]:
+    """slurmstepd processes with a file open under ROOT (its slurmd.log)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "slurmstepd":
+                continue
+            if any(os.readlink(fd).startswith(str(root)) for fd in (entry / "fd").iterdir()):
+                out.append(int(entry.name))
+        except OSError:
+            continue
+    return out
 
 
 if __name__ == "__main__":

@@ -105,7 +105,10 @@ class SlurmExecutor:
         self.queue = Queue()
 
     # -- the launcher's side ------------------------------------------------------------
-    def sbatch_args(self, lab, tag: str, out: Path, cwd: Path, after: list[str]) -> list[str]:
+    def sbatch_args(self, lab, tag: str, out: Path, cwd: Path, after: list[str],
+                    gpus: int = 0) -> list[str]:
+        """sbatch's command line; `gpus`: the run's own (an experiment's `gpus = N` for
+        a data-parallel run), when more than [lab.slurm]'s."""
         s = lab.slurm if lab is not None else Slurm()
         args = ["sbatch", "--parsable", f"--job-name=rotunda-{tag}", f"--output={out}",
                 "--open-mode=append", f"--chdir={cwd}", "--requeue",
@@ -115,8 +118,8 @@ class SlurmExecutor:
                             ("--constraint", s.constraint)):
             if value:
                 args.append(f"{flag}={value}")
-        if s.gpus:
-            args.append(f"--gpus={s.gpus}")
+        if max(s.gpus, gpus):
+            args.append(f"--gpus={max(s.gpus, gpus)}")
         if s.cpus:
             args.append(f"--cpus-per-task={s.cpus}")
         if after:
@@ -124,7 +127,7 @@ class SlurmExecutor:
         return args + list(s.extra)
 
     def _sbatch(self, lab, argv: list[str], runs_dir: Path, cwd: Path, tag: str,
-                after: list[str]) -> tuple[str, Path]:
+                after: list[str], gpus: int = 0) -> tuple[str, Path]:
         launch_dir = Path(runs_dir) / ".launch"
         launch_dir.mkdir(parents=True, exist_ok=True)
         out = launch_dir / f"{tag}.txt"
@@ -133,12 +136,12 @@ class SlurmExecutor:
         env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
         # exec: the batch shell becomes the run, so B:USR1 reaches the trainer itself
         script = "#!/bin/sh\nexec " + shlex.join([sys.executable, "-m", "engine", *argv]) + "\n"
-        got = subprocess.run(self.sbatch_args(lab, tag, out, Path(cwd), after), input=script,
-                             capture_output=True, text=True, env=env, timeout=60) \
-            if shutil.which("sbatch") else None
-        if got is None:
+        if not shutil.which("sbatch"):
             raise RunError('sbatch is not on PATH: executor = "slurm" needs Slurm\'s client '
                            "commands on this machine")
+        got = subprocess.run(self.sbatch_args(lab, tag, out, Path(cwd), after, gpus),
+                             input=script, capture_output=True, text=True, env=env,
+                             timeout=60)
         if got.returncode != 0:
             raise RunError(f"sbatch refused the job: {_first_line(got.stderr)}")
         return got.stdout.strip().split(";")[0], out
@@ -152,9 +155,12 @@ class SlurmExecutor:
         """One job for a prepared (queued) run directory, started after the jobs `after`
         succeed; its job id goes into status.json at once. Returns (job id, output file)."""
         run_dir = Path(run_dir)
+        per_run = rd.read_config(run_dir).get("settings", {}).get("gpus") or 0
         try:
             job, out = self._sbatch(lab, ["job", str(run_dir), "--quiet"], runs_dir, cwd,
-                                    f"{run_dir.parent.name}-{run_dir.name}", list(after))
+                                    f"{run_dir.parent.name}-{run_dir.name}", list(after),
+                                    per_run if isinstance(per_run, int) and per_run > 1
+                                    else 0)
         except RunError as exc:  # the run will never start: say so where readers look
             rd.update_status(run_dir, state="failed", ended=rd.now_iso(), error=str(exc))
             raise

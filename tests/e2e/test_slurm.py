@@ -13,6 +13,7 @@ from conftest import TINY, engine
 
 from engine import rundir as rd
 from engine.analysis import runs_table
+from engine.launch import resume_detached
 from tui.app import RotundaApp
 
 # cifarnet keeps a job's training to seconds on two shared cores; most of a job's time
@@ -161,7 +162,7 @@ def requeued_and_done(run_dir: Path, job: str) -> rd.Run:
 
 @pytest.mark.parametrize("how", ["scontrol requeue", "warning signal"])
 def test_requeue_resumes_with_every_epoch_once(lab, how):
-    run_dir = launch(lab, "scratch", "epochs=6")
+    run_dir = launch(lab, "scratch", "epochs=4")
     wait_for(lambda: (rd.read_json(run_dir / rd.STATUS) or {}).get("epoch", 0) >= 1,
              "the first epoch")
     job = rd.read_json(run_dir / rd.STATUS)["job_id"]
@@ -172,22 +173,29 @@ def test_requeue_resumes_with_every_epoch_once(lab, how):
     run = requeued_and_done(run_dir, job)
     assert run.state == "done", run.status
     assert run.status["job_id"] == job and run.status["restarts"] == 1
-    assert epochs_recorded(run_dir) == [1, 2, 3, 4, 5, 6]
+    assert epochs_recorded(run_dir) == [1, 2, 3, 4]
     steps = [m["step"] for m in rd.read_jsonl(run_dir / rd.METRICS) if m["kind"] == "step"]
     assert steps == sorted(set(steps))  # no step recorded twice either
     log = (run_dir / rd.LOG).read_text()
     assert "the job is requeued and resumes from there" in log and "resume: from epoch" in log
-    assert (rd.read_json(run_dir / rd.SUMMARY) or {}).get("epochs") == 6
+    assert (rd.read_json(run_dir / rd.SUMMARY) or {}).get("epochs") == 4
 
 
-def test_job_killed_behind_the_apps_back_is_lost(lab):
-    run_dir = launch(lab, "scratch", "epochs=30")
-    wait_for(lambda: (rd.read_json(run_dir / rd.STATUS) or {}).get("step"), "a step")
+def test_job_killed_behind_the_apps_back_is_lost_and_resumes_as_a_job(lab):
+    run_dir = launch(lab, "scratch", "epochs=4")
+    wait_for(lambda: (rd.read_json(run_dir / rd.STATUS) or {}).get("epoch", 0) >= 1,
+             "the first epoch")
     job = rd.read_json(run_dir / rd.STATUS)["job_id"]
     slurm("scancel", "--batch", "--signal=KILL", job)  # no SIGTERM: the run records nothing
     wait_for(lambda: rd.load_run(run_dir).state == "lost", "lost")
     assert rd.load_run(run_dir).raw_state == "running"
     assert "lost" in engine("status", "--config", lab, check=True).stdout
+    # the app's resume (r): a new job for the same run directory, from its last.pt
+    resume_detached(run_dir, lab.parent / "runs")
+    assert rd.read_json(run_dir / rd.STATUS)["job_id"] != job
+    wait_for(lambda: rd.load_run(run_dir).raw_state in rd.FINAL_STATES, "the resumed run")
+    assert rd.load_run(run_dir).state == "done"
+    assert epochs_recorded(run_dir) == [1, 2, 3, 4]
 
 
 async def test_app_launches_a_job_and_shows_slurms_state(lab, node_full):

@@ -29,6 +29,8 @@ def test_slurm_table_becomes_the_sbatch_options(tmp_path):
         assert want in args, want
     plain = EXECUTOR.sbatch_args(lab(tmp_path, ""), "t", Path("o"), Path("/p"), [])
     assert not any(a.startswith(("--partition", "--gpus", "--dependency")) for a in plain)
+    # a data-parallel run's own GPU count wins over the table's
+    assert "--gpus=4" in EXECUTOR.sbatch_args(got, "t", Path("o"), Path("/p"), [], gpus=4)
 
 
 @pytest.mark.parametrize("text, message", [
