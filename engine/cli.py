@@ -319,7 +319,7 @@ def cmd_job(args) -> int:
 
 def cmd_resume(args) -> int:
     run_dir = _find(args, args.run)
-    state = resume_run(run_dir, queue=not args.now, echo=not args.quiet)
+    state = resume_run(run_dir, queue=not args.now, echo=not args.quiet, gpus=args.gpus)
     if state != "done":
         status = rd.read_json(run_dir / rd.STATUS) or {}
         print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
@@ -510,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
     rs.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
     rs.add_argument("--quiet", action="store_true")
+    rs.add_argument("--gpus", type=int, metavar="N",
+                    help="train on N processes from here (1 continues a multi-GPU run alone)")
     rs.set_defaults(fn=cmd_resume)
     jb = sub.add_parser("job", parents=[common], help=(
         "run a prepared run directory as its batch job does: its first start, or a resume "

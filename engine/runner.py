@@ -108,11 +108,13 @@ def _wait_to_start(config: Config, s: Settings, runs_dir: Path, run_dir: Path,
         time.sleep(0.5)
     on_wait = (lambda n: print(f"queued: waiting for a free slot ({n} run(s) ahead)",
                                flush=True)) if echo else None
-    launch.current().wait_for_slot(_slots(config), runs_dir, run_dir, s.device, on_wait)
+    launch.current().wait_for_slot(_slots(config, s), runs_dir, run_dir, s.device, on_wait)
 
 
-def _slots(config: Config) -> dict:
-    return {"per_gpu": config.lab.runs_per_gpu, "cpu": config.lab.runs_on_cpu}
+def _slots(config: Config, s: Settings) -> dict:
+    """The queue's limits, and how many GPUs the run needs (`gpus`)."""
+    return {"per_gpu": config.lab.runs_per_gpu, "cpu": config.lab.runs_on_cpu,
+            "gpus": s.gpus}
 
 
 def run_queued(config: Config, run_dir: Path, name: str, s: Settings, overrides: list[str],
@@ -311,7 +313,7 @@ def _train_in_slot(run_dir: Path, meta: dict, s: Settings, resume: bool, queue: 
     executor = launch.current()
     rd.update_status(run_dir, state="queued", error=None, **executor.identity())
     if queue and config is not None:
-        executor.wait_for_slot(_slots(config), run_dir.parent.parent, run_dir, s.device)
+        executor.wait_for_slot(_slots(config, s), run_dir.parent.parent, run_dir, s.device)
     from .train import execute
     try:
         return execute(run_dir, s, init_from=meta.get("init_from", ""), resume=resume,
@@ -341,7 +343,10 @@ def rerun_run(run_dir: Path, queue: bool = True, echo: bool = True) -> tuple[Pat
     return new, _train_in_slot(new, meta, s, False, queue, echo)
 
 
-def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
+def resume_run(run_dir: Path, queue: bool = True, echo: bool = True,
+               gpus: int | None = None) -> str:
+    """Continue a stopped run from its last checkpoint; `gpus` changes how many processes
+    train it from here (batch_size is the global batch, so the recipe stays the same)."""
     run = rd.load_run(run_dir)
     if run is None:
         raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
@@ -349,8 +354,16 @@ def resume_run(run_dir: Path, queue: bool = True, echo: bool = True) -> str:
         raise RunError(f"{run_dir} is still {run.state} (job {run.status.get('job_id')})")
     if run.state == "done":
         raise RunError(f"{run_dir} is already done")
-    meta, s = _recorded(run_dir)
-    return _train_in_slot(run_dir, meta, s, True, queue, echo)
     if run.state == rd.DAMAGED:
         raise RunError(f"{run_dir} is damaged ({run.status['error']}): not resumed; its "
                        "other files are untouched")
+    meta, s = _recorded(run_dir)
+    if gpus is not None and gpus != s.gpus:
+        before, s = s.gpus, apply_overrides(s, [f"gpus={gpus}"])
+        meta["settings"]["gpus"] = gpus
+        rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
+            {"run": {k: v for k, v in meta.items() if k != "settings"},
+             "settings": meta["settings"]}))
+        with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
+            f.write(f"resume: gpus = {gpus} from here (was {before})\n")
+    return _train_in_slot(run_dir, meta, s, True, queue, echo)

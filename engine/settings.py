@@ -135,6 +135,7 @@ class _Settings:
     cutout: int = rule(0, minimum=0)
     seed: int = 0
     device: str = rule("auto", ("auto", "cpu", "cuda"))
+    gpus: int = rule(1, minimum=1)
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
@@ -270,6 +271,13 @@ def check_consistency(s: Settings, where: Where) -> None:
     if TASKS[s.task].trains_features and not s.knn_every:
         where.fail(f'task = "{s.task}" trains features without labels: set knn_every = 1 '
                    "(or more): its best checkpoint is picked by k-NN accuracy", "knn_every")
+    if s.gpus > 1 and s.batch_size % s.gpus:
+        where.fail(f"batch_size = {s.batch_size} is the global batch, split evenly over the "
+                   f"gpus = {s.gpus} processes: make it a multiple of {s.gpus}", "batch_size")
+    if s.gpus > 1 and TASKS[s.task].trains_features:
+        where.fail(f'gpus = {s.gpus}: task = "{s.task}" keeps heads, momentum copies or '
+                   "queues of its own that are not synchronised across processes: train it "
+                   "with gpus = 1", "gpus")
     if s.tta and not TASKS[s.task].mirror_keeps_label:
         where.fail(f'tta (flip averaging) would change {s.task} labels: use it with '
                    'task = "classify" only', "tta")

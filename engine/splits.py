@@ -43,9 +43,11 @@ class TensorSplit:
         return TensorSplit(self.x.to(device), self.y.to(device) if self.y is not None else None)
 
     def batches(self, batch_size: int, device: torch.device, seed: int | None = None,
-                drop_last: bool = False):
+                drop_last: bool = False, rank: int = 0, world: int = 1):
         """uint8 batches on `device`; shuffled by `seed` when given (drop_last: no ragged
-        final batch, which BatchNorm dislikes)."""
+        final batch, which BatchNorm dislikes). With `world` ranks, each batch of the one
+        order (the same seed on every rank) is split rank-strided: rank r takes its
+        images r, r + world, ..."""
         n, here = len(self), self.x.device
         if seed is None:
             order = torch.arange(n, device=here)
@@ -55,6 +57,8 @@ class TensorSplit:
         steps = max(1, n // batch_size) if drop_last else -(-n // batch_size)
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
+            if world > 1:
+                idx = idx[rank::world]
             yb = self.y[idx] if self.y is not None else None
             yield _to_device(self.x[idx], device), (_to_device(yb, device) if yb is not None
                                                      else None)
@@ -114,7 +118,9 @@ class HDF5Split:
         q.put(None)
 
     def batches(self, batch_size: int, device: torch.device, seed: int | None = None,
-                drop_last: bool = False):
+                drop_last: bool = False, rank: int = 0, world: int = 1):
+        """As TensorSplit.batches; with several ranks every rank reads the whole stream
+        and keeps its rank-strided share of each batch."""
         import queue
         import threading
 
@@ -143,13 +149,26 @@ class HDF5Split:
                 x, y = x[perm], y[perm]
             cut = len(x) if last and not drop_last else len(x) // batch_size * batch_size
             for i in range(0, cut, batch_size):
-                xb = _to_device(x[i:i + batch_size], device)
+                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                if world > 1:
+                    xb, yb = xb[rank::world], yb[rank::world]
+                xb = _to_device(xb, device)
                 if self.size != self.target:
                     xb = resize_u8(xb, self.target)
-                yield xb, (_to_device(y[i:i + batch_size], device) if self.labels_key else None)
+                yield xb, (_to_device(yb, device) if self.labels_key else None)
             if last:
                 return
             xs, ys = [x[cut:]], [y[cut:]]
+
+
+def shard(split: TensorSplit | HDF5Split, rank: int, world: int):
+    """The rank's contiguous share of a split, in order: the ranks' predictions,
+    concatenated in rank order, are the split's (evaluation over several ranks)."""
+    n = len(split)
+    lo, hi = rank * n // world, (rank + 1) * n // world
+    if isinstance(split, TensorSplit):
+        return TensorSplit(split.x[lo:hi], split.y[lo:hi] if split.y is not None else None)
+    return split.subset(torch.arange(lo, hi))
 
 
 @dataclass

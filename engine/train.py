@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
-from . import checkpoint, forecast, launch, probe, progress, provenance, tasks, weights
+from . import checkpoint, distributed, forecast, launch, probe, progress, provenance, tasks
 from . import rundir as rd
+from . import weights
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
 from .models import count_params, load_init, train_mode
@@ -25,6 +27,7 @@ from .optim import Ema, Plateau, lr_factor
 from .records import epoch_line, summarize, trim_metrics, write_predictions
 from .registry import TASKS
 from .settings import Pretrained, Settings, WeightsFile
+from .splits import shard
 from .step import Stepper, autocast_for, logits, pick_device, prepare_batch, trainable_model
 
 
@@ -47,6 +50,15 @@ class RunLog:
             print(line, flush=True)
 
 
+class QuietLog:
+    """The log of a rank other than 0: only rank 0 writes the run directory."""
+
+    echo = False
+
+    def __call__(self, msg: str) -> None:
+        pass
+
+
 class Stop:
     """SIGTERM/SIGINT ask the loop to stop after the current step; so does SIGUSR1, a batch
     system's warning before a time limit or a preemption (the executor then requeues)."""
@@ -64,11 +76,15 @@ class Stop:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def evaluate(model, split, task, s: Settings, norm, autocast, device):
+def evaluate(model, split, task, s: Settings, norm, autocast, device,
+             ranks: distributed.Ranks = distributed.SINGLE):
     """Loss, accuracy and per-example predictions on a split, in large batches, in the
     order of predictions.csv's ids. An unlabelled split gives predictions only (loss and
-    accuracy None)."""
+    accuracy None). Over several ranks each evaluates its shard; the sums and the
+    predictions are combined."""
     model.eval()
+    if ranks.distributed:
+        split = shard(split, ranks.rank, ranks.world)
     loss_sum, correct, count = 0.0, 0, 0
     preds = []
     with torch.inference_mode():
@@ -82,9 +98,13 @@ def evaluate(model, split, task, s: Settings, norm, autocast, device):
                 correct += (p == yb).sum().item()
                 count += yb.numel()
             preds.append(task.prediction_order(p).cpu())
+    preds = torch.cat(preds)
+    if ranks.distributed:
+        loss_sum, correct, count = distributed.sums(loss_sum, correct, count, device=device)
+        preds = distributed.gather(preds)
     if not count:
-        return None, None, torch.cat(preds)
-    return loss_sum / count, correct / count, torch.cat(preds)
+        return None, None, preds
+    return loss_sum / count, correct / count, preds
 
 
 def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = False,
@@ -92,6 +112,9 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
     """Train, record, and return the final state. Never raises for a run's own failure:
     the state and the reason land in status.json."""
     run_dir = Path(run_dir)
+    ranks = distributed.from_env() or distributed.SINGLE
+    if not ranks.main:
+        return _follow(run_dir, s, init_from, resume, ranks)
     log = RunLog(run_dir, echo)
     status = rd.read_json(run_dir / rd.STATUS) or {}
     status.update(state="running", error=None, epochs=s.epochs, **launch.current().identity())
@@ -102,22 +125,72 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
     rd.atomic_write_json(run_dir / rd.STATUS, status)
     stop = Stop()
     stop.install()
+    ok, watching = False, None
     try:
-        state, error = Run(run_dir, s, log, status, stop).run(init_from, resume)
+        if s.gpus > 1 and not ranks.distributed:  # rank 0 of a run it starts itself
+            ranks = distributed.spawn(s.gpus, _spawned_rank, (run_dir, s, init_from, resume))
+            watching = distributed.watch(ranks, lambda line: _failed(run_dir, status, log,
+                                                                     line))
+        state, error = Run(run_dir, s, log, status, stop, ranks).run(init_from, resume)
+        ok = True
     except RotundaError as exc:
         state, error = "failed", str(exc)
         log(f"failed: {error}")
     except Diverged as exc:
         state, error = "diverged", str(exc)
         log(f"diverged: {error}")
+    except torch.cuda.OutOfMemoryError:
+        state, error = "failed", (
+            f"out of memory at batch_size {s.batch_size}: try a smaller batch (python -m "
+            f"engine throughput EXPERIMENT finds the largest that fits); checkpoints/last.pt "
+            f"keeps the last finished epoch")
+        log(f"failed: {error}")
     except Exception as exc:  # the run fails; the traceback goes to its log, not the user
         state, error = "failed", f"{type(exc).__name__}: {exc}"
         with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
             f.write(traceback.format_exc())
         log(f"failed: {error}")
+    if ranks.distributed:
+        distributed.close(ranks, ok)
+        if watching is not None:
+            watching.set()
     status.update(state=state, error=error,
                   ended=None if state == "queued" else rd.now_iso())  # queued: requeued
     rd.atomic_write_json(run_dir / rd.STATUS, status)
+    return state
+
+
+def _failed(run_dir: Path, status: dict, log, line: str) -> None:
+    log(f"failed: {line}")
+    status.update(state="failed", error=line, ended=rd.now_iso())
+    rd.atomic_write_json(run_dir / rd.STATUS, status)
+
+
+def _spawned_rank(index: int, port: int, world: int, run_dir: Path, s: Settings,
+                  init_from: str, resume: bool) -> None:
+    """Ranks 1..N-1 of a run whose rank 0 spawned them (distributed.spawn)."""
+    distributed.become_rank(index, port, world)
+    execute(run_dir, s, init_from, resume, echo=False)
+
+
+def _follow(run_dir: Path, s: Settings, init_from: str, resume: bool,
+            ranks: distributed.Ranks) -> str:
+    """A rank other than 0: the same run, writing nothing; its own errors go to stderr
+    (a run's failure, which every rank meets alike, is rank 0's to record)."""
+    stop = Stop()
+    stop.install()
+    ok = False
+    try:
+        state, _ = Run(run_dir, s, QuietLog(), {}, stop, ranks).run(init_from, resume)
+        ok = True
+    except (RotundaError, Diverged) as exc:
+        state = "failed"
+        print(f"rank {ranks.rank}: {exc}", file=sys.stderr, flush=True)
+    except Exception:
+        print(f"rank {ranks.rank}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        distributed.close(ranks, False)
+        raise
+    distributed.close(ranks, ok)
     return state
 
 
@@ -136,24 +209,28 @@ class Epoch:
 class Run:
     """One run's data, model and loop."""
 
-    def __init__(self, run_dir: Path, s: Settings, log: RunLog, status: dict, stop: Stop):
+    def __init__(self, run_dir: Path, s: Settings, log: RunLog, status: dict, stop: Stop,
+                 ranks: distributed.Ranks = distributed.SINGLE):
         self.dir, self.s, self.log, self.status, self.stop = run_dir, s, log, status, stop
+        self.ranks, self.main = ranks, ranks.main
+        self.agreed_stop = False  # several ranks: the stop they agreed on at the last sync
         self.task = tasks.build(s)
-    except torch.cuda.OutOfMemoryError:
-        state, error = "failed", (
-            f"out of memory at batch_size {s.batch_size}: try a smaller batch (python -m "
-            f"engine throughput EXPERIMENT finds the largest that fits); checkpoints/last.pt "
-            f"keeps the last finished epoch")
-        log(f"failed: {error}")
         self.ckpt_dir = run_dir / rd.CHECKPOINTS
+
+    @property
+    def stopped(self) -> bool:
+        return self.agreed_stop if self.ranks.distributed else self.stop.signal is not None
 
     def setup(self, init_from: str, resume: bool) -> checkpoint.TrainState | None:
         s = self.s
         torch.manual_seed(s.seed)
         self.device = pick_device(s.device)
+        if self.ranks.distributed:
+            self.device = distributed.join(self.ranks, self.device)
         t0 = time.time()
         data = load_dataset(s)
-        self.write_provenance(data)
+        if self.main:
+            self.write_provenance(data)
         self.data = data.place(self.device, s.data_placement)
         train_x = getattr(self.data.train, "x", None)
         where = ("on the device" if train_x is not None and train_x.device == self.device
@@ -162,7 +239,8 @@ class Run:
         self.log(f"data: {self.data.source}; {len(self.data.train)} train, {val}"
                  f"{len(self.data.test)} test, {len(self.data.classes)} classes, {where} "
                  f"({time.time() - t0:.1f}s)")
-        self.ckpt_dir.mkdir(exist_ok=True)
+        if self.main:
+            self.ckpt_dir.mkdir(exist_ok=True)
         last = self.ckpt_dir / "last.pt"
         state = checkpoint.TrainState.load(last) if resume and last.exists() else None
 
@@ -183,7 +261,9 @@ class Run:
         self.norm, line = weights.normalizer(s, self.data, self.device)
         self.log(line)
         self.autocast = autocast_for(self.device, s.amp)
-        self.stepper = Stepper(self.model, self.task, s.compile, self.log)
+        trained = (distributed.wrap(self.model, self.device) if self.ranks.distributed
+                   else self.model)  # DDP averages the gradients; self.model stays unwrapped
+        self.stepper = Stepper(trained, self.task, s.compile, self.log)
         return state
 
     def write_provenance(self, data) -> None:
@@ -214,7 +294,7 @@ class Run:
                 self.task.load_state_dict(state.task)
             first, best, self.plateau = state.epoch + 1, (state.best_value, state.best_epoch), \
                 state.plateau
-        if resume:
+        if resume and self.main:
             trim_metrics(self.dir / rd.METRICS, first - 1)
             self.log(f"resume: from epoch {first - 1} checkpoint" if state is not None else
                      "resume: no checkpoint yet, starting from epoch 1")
@@ -222,50 +302,62 @@ class Run:
         gpu = torch.cuda.get_device_name(self.device) if cuda else None
         self.status.update(device=str(self.device), gpu=gpu, params_total=total,
                            params_trainable=trainable, epoch=first - 1)
-        rd.atomic_write_json(self.dir / rd.STATUS, self.status)
+        if self.ranks.distributed:
+            self.status["processes"] = self.ranks.world
         self.steps_per = steps_per_epoch(len(self.data.train), s.batch_size)
-        done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
-        self.progress = progress.Progress(self.status, s.epochs, self.steps_per, done,
-                                          self.task.headline)
-        self.forecast = forecast.LiveForecast(self.dir)
+        if self.main:
+            rd.atomic_write_json(self.dir / rd.STATUS, self.status)
+            done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
+            self.progress = progress.Progress(self.status, s.epochs, self.steps_per, done,
+                                              self.task.headline)
+            self.forecast = forecast.LiveForecast(self.dir)
+        ways = (f" x {self.ranks.world} processes ({dist.get_backend()}; batches of "
+                f"{s.batch_size // self.ranks.world} per process)"
+                if self.ranks.distributed else "")
         self.log(f"model: {s.model}, {total:,} parameters, {trainable:,} trainable; task "
-                 f"{s.task}; device {gpu or self.device}; {self.steps_per} steps/epoch of "
-                 f"{self.task.images_per_step(s.batch_size)} images")
+                 f"{s.task}; device {gpu or self.device}{ways}; {self.steps_per} steps/epoch "
+                 f"of {self.task.images_per_step(s.batch_size)} images")
         for epoch in range(first, s.epochs + 1):
             result = self.train_one_epoch(epoch)
-            if self.stop.signal is not None:
+            if self.stopped:
                 last = "no checkpoint yet" if epoch == 1 else \
                     f"checkpoints/last.pt holds epoch {epoch - 1}"
                 if self.stop.signal and launch.current().stopping(self.stop.signal):
                     self.log(f"stopped by signal {self.stop.signal} in epoch {epoch}; {last}; "
                              "the job is requeued and resumes from there")
                     return "queued", None
-                self.log(f"cancelled by signal {self.stop.signal} in epoch {epoch}; {last} "
+                by = self.stop.signal or "of another rank"
+                self.log(f"cancelled by signal {by} in epoch {epoch}; {last} "
                          f"(python -m engine resume {self.dir} continues from there)")
                 return "cancelled", f"cancelled in epoch {epoch}"
             best = self.end_epoch(epoch, result, best)
-        self.finish(total, trainable, gpu)
+        if self.main:
+            self.finish(total, trainable, gpu)
         return "done", None
 
     def train_one_epoch(self, epoch: int) -> Epoch:
-        s, model, device = self.s, self.model, self.device
-        gen = torch.Generator(device=device).manual_seed((s.seed * 1_000_003 + epoch) * 2 + 1)
+        s, model, device, r = self.s, self.model, self.device, self.ranks
+        other = 1_000_000_007 * r.rank  # each rank its own augmentation draws (rank 0: none)
+        gen = torch.Generator(device=device).manual_seed(
+            (s.seed * 1_000_003 + epoch) * 2 + 1 + other)
         # kornia's views and dropout draw from the global generator: seeded per epoch too,
         # so that a resumed epoch sees the views an uninterrupted one would
-        torch.manual_seed(s.seed * 1_000_003 + epoch)
+        torch.manual_seed(s.seed * 1_000_003 + epoch + other)
         train_mode(model, s.train_layers)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.synchronize(device)
         t0 = time.time()
-        self.progress.start_epoch()
+        if self.main:
+            self.progress.start_epoch()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen, scored, lr = 0, 0, s.lr
         total = s.epochs * self.steps_per
         step0 = (epoch - 1) * self.steps_per
         batches = self.data.train.batches(s.batch_size, device, drop_last=True,
-                                          seed=s.seed * 1_000_003 + epoch)
+                                          seed=s.seed * 1_000_003 + epoch, rank=r.rank,
+                                          world=r.world)
         for i, (xb, yb) in enumerate(batches):
             step = step0 + i
             x, y = prepare_batch(xb, yb, s, self.task, gen)
@@ -282,21 +374,39 @@ class Run:
                 correct += (out.detach().argmax(1) == target).sum()
                 scored += target.numel()
             if (step + 1) % s.log_every == 0:
-                self.log_step(epoch, step, i, loss.item(), lr)
-            if self.progress.step(i + 1):
+                self.log_step(epoch, step, i, self.step_loss(loss), lr)
+            if self.main and self.progress.step(i + 1):
                 rd.atomic_write_json(self.dir / rd.STATUS, self.status)
-            if self.stop.signal is not None:
+            if self.stopped:
                 break
+        if r.distributed:  # the ranks leave the epoch together, stopped or not
+            _, self.agreed_stop = distributed.agree(loss_sum, self.stop.signal is not None)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if self.stop.signal is not None:
+        if self.stopped:
             return Epoch(None, None, lr, time.time() - t0, seen, t0)
-        return Epoch(loss_sum.item() / seen, correct.item() / scored if scored else None, lr,
+        if r.distributed:
+            loss_total, right, seen, scored = distributed.sums(loss_sum, correct, seen, scored,
+                                                               device=device)
+            seen, scored = int(seen), int(scored)
+        else:
+            loss_total, right = loss_sum.item(), correct.item()
+        return Epoch(loss_total / seen, right / scored if scored else None, lr,
                      time.time() - t0, seen, t0)
+
+    def step_loss(self, loss: torch.Tensor) -> float:
+        """The loss a step line records; over several ranks their mean, and the one
+        collective where they agree whether to stop."""
+        if not self.ranks.distributed:
+            return loss.item()
+        mean, self.agreed_stop = distributed.agree(loss, self.stop.signal is not None)
+        return mean
 
     def log_step(self, epoch: int, step: int, i: int, loss: float, lr: float) -> None:
         if not math.isfinite(loss):
             raise Diverged(f"loss became {loss} at epoch {epoch}, step {step + 1}")
+        if not self.main:
+            return
         rd.append_jsonl(self.dir / rd.METRICS, {"kind": "step", "epoch": epoch,
                                                 "step": step + 1, "loss": loss, "lr": lr})
         if self.log.echo and sys.stdout.isatty():
@@ -316,17 +426,21 @@ class Run:
                                       if cuda else None),
                   "epoch_s": time.time() - result.started}
         preds = record.pop("preds")
-        rd.append_jsonl(self.dir / rd.METRICS, record)
+        watched = record.get("val_loss", record["test_loss"])
+        if watched is not None:  # every rank: the same figures, so the same learning rate
+            self.plateau.update(watched, s)
         value = record.get(self.task.best_metric)
-        if value is not None and self.task.better(value, best[0]):
+        better = value is not None and self.task.better(value, best[0])
+        if better:
             best = (value, epoch)
+        if not self.main:
+            return best
+        rd.append_jsonl(self.dir / rd.METRICS, record)
+        if better:
             checkpoint.save_weights(self.ckpt_dir / "best.pt", self.eval_model.state_dict(),
                                     epoch)
             if s.predictions and preds is not None:
                 write_predictions(self.dir / rd.PREDICTIONS, preds)
-        watched = record.get("val_loss", record["test_loss"])
-        if watched is not None:
-            self.plateau.update(watched, s)
         checkpoint.TrainState(
             self.model.state_dict(), self.opt.state_dict(), epoch, best[0], best[1],
             self.plateau, self.ema.averaged.state_dict() if self.ema is not None else None,
@@ -342,16 +456,18 @@ class Run:
         set), the k-NN monitor and the embeddings' spread (every knn_every epochs and the
         last), and the predictions for predictions.csv."""
         s, out = self.s, {"test_loss": None, "test_acc": None, "preds": None}
+        if self.ranks.distributed:
+            distributed.broadcast_buffers(self.eval_model)
         if not TASKS[s.task].trains_features:
             for split in ("val", "test") if self.data.val is not None else ("test",):
                 loss, acc, preds = evaluate(self.eval_model, getattr(self.data, split),
                                             self.task, s, self.norm, self.autocast,
-                                            self.device)
+                                            self.device, self.ranks)
                 if not math.isfinite(loss):
                     raise Diverged(f"{split} loss became {loss} after epoch {epoch}")
                 out.update({f"{split}_loss": loss, f"{split}_acc": acc})
             out["preds"] = preds  # the test set's
-        if s.knn_every and (epoch % s.knn_every == 0 or epoch == s.epochs):
+        if s.knn_every and (epoch % s.knn_every == 0 or epoch == s.epochs) and self.main:
             train_f, train_y, test_f, test_y = self.features()
             out["knn_acc"] = probe.knn_accuracy(train_f, train_y, test_f, test_y, s.knn_k,
                                                 s.knn_t)

@@ -71,7 +71,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self):
-        self._slot = None  # the open lock file: the slot is ours until this process ends
+        self._slots = []  # the open lock files: the slots are ours until this process ends
 
     def submit(self, argv: list[str], runs_dir: Path, cwd: Path, tag: str) -> Path:
         """`python -m engine ARGV` in its own process session, so that it outlives the
@@ -114,12 +114,19 @@ class LocalExecutor:
     def wait_for_slot(self, slots: dict, runs_dir: Path, run_dir: Path, device: str,
                       on_wait=None) -> str:
         """Queued runs start oldest first, at most slots["per_gpu"] per GPU
-        (slots["cpu"] without one). A GPU slot pins the run to that GPU through
-        CUDA_VISIBLE_DEVICES."""
+        (slots["cpu"] without one). A run of slots["gpus"] = N processes takes a slot on
+        each of N different GPUs at once (or waits holding none); on the CPU its N
+        processes share one CPU slot. GPU slots pin the run to those GPUs through
+        CUDA_VISIBLE_DEVICES. Returns the devices taken ("0,1" or "cpu")."""
         gpus = [] if device == "cpu" else gpu_indices()
         kind = "gpu" if gpus else "cpu"
-        names = ([f"{g}-{i}" for i in range(slots["per_gpu"]) for g in gpus] if gpus
-                 else [f"cpu-{i}" for i in range(slots["cpu"])])
+        want = slots.get("gpus", 1) if gpus else 1
+        if want > len(gpus or ["cpu"]):
+            raise RunError(f"gpus = {want} but this machine has {len(gpus)} GPU(s) "
+                           f"({', '.join(gpus)})")
+        # slot index outer, GPU inner: runs spread over the GPUs before sharing one
+        names = ([(g, f"{g}-{i}") for i in range(slots["per_gpu"]) for g in gpus] if gpus
+                 else [("cpu", f"cpu-{i}") for i in range(slots["cpu"])])
         lock_dir = Path(runs_dir) / ".slots"
         lock_dir.mkdir(parents=True, exist_ok=True)
         rd.update_status(run_dir, waiting_for=kind)
@@ -131,27 +138,40 @@ class LocalExecutor:
                      and (r.status.get("queued_at", 0), r.run_id) < (mine, run_dir.name)
                      and r.status.get("waiting_for") == kind and r.state == "queued"]
             if not ahead:
-                for name in names:
-                    f = open(lock_dir / f"{name}.lock", "a+")
-                    try:
-                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except OSError:
-                        f.close()
-                        continue
-                    self._slot = f
-                    dev = name.rsplit("-", 1)[0]
-                    if dev != "cpu":
-                        os.environ["CUDA_VISIBLE_DEVICES"] = dev
-                    return dev
+                held = self._take(lock_dir, names, want)
+                if held:
+                    if gpus:
+                        os.environ["CUDA_VISIBLE_DEVICES"] = held
+                    return held
             if on_wait and not told:
                 on_wait(len(ahead))
                 told = True
             time.sleep(0.5)
 
+    def _take(self, lock_dir: Path, names: list[tuple[str, str]], want: int) -> str | None:
+        """A free slot on each of `want` devices, all or none."""
+        held: dict[str, object] = {}
+        for dev, name in names:
+            if dev in held:
+                continue
+            f = open(lock_dir / f"{name}.lock", "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            held[dev] = f
+            if len(held) == want:
+                self._slots = list(held.values())
+                return ",".join(held)
+        for f in held.values():
+            f.close()
+        return None
+
     def release_slot(self) -> None:
-        if self._slot is not None:
-            self._slot.close()
-            self._slot = None
+        for f in self._slots:
+            f.close()
+        self._slots = []
 
     def stopping(self, signum: int) -> bool:
         return False  # nothing here runs a stopped run again: it ends cancelled
