@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.launch.local import process_alive, process_start_time
+
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_SOCKET_DIR = Path("/run/munge")
@@ -105,16 +107,9 @@ def _pid(path: Path) -> int | None:
 
 
 def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a daemon's parent is init, which here may never reap it: a zombie is gone
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    # with its start time, a zombie counts as gone: a daemon's parent is init, which here
+    # may never reap it
+    return process_alive(pid, process_start_time(pid)) if pid else False
 
 
 def start(root: Path) -> dict:
