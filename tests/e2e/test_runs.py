@@ -208,12 +208,26 @@ def test_a_checkpoint_file_relative_to_the_experiments_file_starts_a_run(trained
     assert proc.returncode == 0 and "Traceback" not in missing.stderr
 
 
-def test_published_weights_say_not_yet_supported_in_one_line(tiny_config):
-    proc = engine("run", "scratch", "--set", 'init={ pretrained = "IMAGENET1K_V1" }',
-                  "--config", tiny_config)
+def test_published_weights_missing_offline_say_where_in_one_line(tiny_config, tmp_path):
+    """No weights in torch's cache and no network (a refused proxy): the run fails with
+    one line naming the file, where to put it and the offline setting."""
+    import subprocess
+    import sys
+
+    from conftest import env
+
+    e = env()
+    e.update(TORCH_HOME=str(tmp_path / "torch-home"), https_proxy="http://127.0.0.1:9",
+             HTTPS_PROXY="http://127.0.0.1:9")
+    proc = subprocess.run([sys.executable, "-m", "engine", "run", "scratch", "--set",
+                           'init={ pretrained = "IMAGENET1K_V1" }', "--config", tiny_config],
+                          env=e, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     run = rd.list_runs(tiny_config.parent / "runs", "scratch")[0]
-    assert run.state == "failed" and "not supported yet" in run.status["error"]
+    error = run.status["error"]
+    assert run.state == "failed" and "\n" not in error
+    assert str(tmp_path / "torch-home" / "hub" / "checkpoints") in error
+    assert "resnet18-f37072fd.pth" in error and "weights_file" in error
 
 
 def test_device_cuda_without_a_gpu_fails_the_run_in_one_line(tiny_config):
