@@ -317,15 +317,20 @@ def cmd_job(args) -> int:
     return 0
 
 
-def cmd_resume(args) -> int:
-    run_dir = _find(args, args.run)
-    state = resume_run(run_dir, queue=not args.now, echo=not args.quiet, gpus=args.gpus)
+def _ended(run_dir: Path, state: str) -> int:
+    """A foreground run's last line and exit code: done, or its state and error."""
     if state != "done":
         status = rd.read_json(run_dir / rd.STATUS) or {}
         print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
         return 1
     print(f"{run_dir.parent.name}/{run_dir.name}: done")
     return 0
+
+
+def cmd_resume(args) -> int:
+    run_dir = _find(args, args.run)
+    return _ended(run_dir, resume_run(run_dir, queue=not args.now, echo=not args.quiet,
+                                      gpus=args.gpus))
 
 
 def cmd_rerun(args) -> int:
@@ -335,12 +340,7 @@ def cmd_rerun(args) -> int:
     for line in (new / rd.LOG).read_text(encoding="utf-8").splitlines():
         if " rerun: " in line:
             print("warning: " + line.split(" rerun: ", 1)[1], file=sys.stderr)
-    if state != "done":
-        status = rd.read_json(new / rd.STATUS) or {}
-        print(f"{new.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
-        return 1
-    print(f"{new.parent.name}/{new.name}: done")
-    return 0
+    return _ended(new, state)
 
 
 def cmd_diff(args) -> int:
