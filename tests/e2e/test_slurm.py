@@ -139,8 +139,11 @@ def test_sweep_points_run_as_jobs(lab):
 
 
 def test_scancel_ends_a_running_run_cancelled(lab):
-    run_dir = launch(lab, "scratch", "epochs=30")
-    wait_for(lambda: (rd.read_json(run_dir / rd.STATUS) or {}).get("step"), "a step")
+    # long enough that the cancel lands mid-run on a quiet machine too (30 epochs of
+    # cifarnet can end in 14 s, between two polls)
+    run_dir = launch(lab, "scratch", "epochs=2000")
+    wait_for(lambda: (rd.read_json(run_dir / rd.STATUS) or {}).get("epoch", 0) >= 1,
+             "the first epoch")
     job = rd.read_json(run_dir / rd.STATUS)["job_id"]
     got = engine("cancel", str(run_dir), "--config", lab, check=True).stdout
     assert f"scancel {job}" in got
