@@ -14,6 +14,7 @@ from . import launch
 from . import rundir as rd
 from .config import Config, dependency_chain, load, needs
 from .errors import ConfigError, RunError
+from .launch.local import ticket
 from .settings import (FromExperiment, FromFile, Settings, WeightsFile, apply_overrides,
                        settings_dict, settings_from_dict)
 
@@ -65,9 +66,11 @@ def write_config(run_dir: Path, config: Config, name: str, s: Settings, override
 
 def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
                run_id: str | None = None, sweep: str | None = None,
-               point: str | None = None) -> tuple[Path, Settings]:
+               point: str | None = None, waiting_for: str | None = None
+               ) -> tuple[Path, Settings]:
     """The run directory, queued, owned by this process. A sweep's runs are filed under
-    the sweep's name, each with its point's label."""
+    the sweep's name, each with its point's label. `waiting_for`: what it waits for before
+    it can want a slot (None: nothing, it queues at once)."""
     s = resolve_settings(config, name, overrides)
     run_dir = Path(runs_dir) / (sweep or name) / (run_id or rd.new_run_id())
     try:
@@ -78,15 +81,22 @@ def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
         rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
             {"run": {"sweep": sweep, "point": point}}))
     write_config(run_dir, config, name, s, overrides, "")
-    _queued(run_dir, name, s)
+    _queued(run_dir, name, s, waiting_for)
     return run_dir, s
 
 
-def _queued(run_dir: Path, name: str, s: Settings) -> None:
-    rd.atomic_write_json(run_dir / rd.STATUS, {
-        "state": "queued", "experiment": name, "run_id": run_dir.name,
-        **launch.current().identity(), "created": rd.now_iso(), "queued_at": time.time(),
-        "started": None, "ended": None, "error": None, "epoch": 0, "epochs": s.epochs})
+def _queued(run_dir: Path, name: str, s: Settings, waiting_for: str | None = None) -> None:
+    _enqueue(run_dir, experiment=name, run_id=run_dir.name, **launch.current().identity(),
+             created=rd.now_iso(), started=None, ended=None, error=None, epoch=0,
+             epochs=s.epochs, waiting_for=waiting_for)
+
+
+def _enqueue(run_dir: Path, **fields) -> None:
+    """Queue the run: the next ticket (its place in the queue, engine/launch/local.py) is
+    written into status.json with `fields` while the ticket's lock is held. queued_at, the
+    wall time, is for people."""
+    with ticket(run_dir.parent.parent) as n:
+        rd.update_status(run_dir, state="queued", ticket=n, queued_at=time.time(), **fields)
 
 
 class _Cancelled(Exception):
@@ -169,8 +179,10 @@ def create_chain(config: Config, name: str, overrides: list[str], runs_dir: Path
     dep = needs(first)
     if not (dep and any(r.state in rd.LIVE_STATES for r in rd.list_runs(runs_dir, dep))):
         resolve_init(config, todo[0], first, runs_dir)  # fail now, before creating anything
-    return [(n, *create_run(config, n, overrides, runs_dir, run_id if n == name else None))
-            for n in todo]
+    # a link after the first waits for the one before it (the queue does not wait for it)
+    return [(n, *create_run(config, n, overrides, runs_dir, run_id if n == name else None,
+                            waiting_for=f"experiment {todo[i - 1]}" if i else None))
+            for i, n in enumerate(todo)]
 
 
 def run_experiment(config: Config, name: str, overrides: list[str], runs_dir: Path,
@@ -236,7 +248,8 @@ def _create_points(config: Config, name: str, points: list[tuple], runs_dir: Pat
                 print(f"{name} [{label}]: already done in {done.path}", flush=True)
         else:
             created.append((label, base, all_overrides, *create_run(
-                config, base, all_overrides, runs_dir, sweep=name, point=label)))
+                config, base, all_overrides, runs_dir, sweep=name, point=label,
+                waiting_for=f"sweep {name}" if created else None)))
     return results, created
 
 
@@ -311,7 +324,8 @@ def _train_in_slot(run_dir: Path, meta: dict, s: Settings, resume: bool, queue: 
     config_path = Path(meta.get("config_file", ""))
     config = load(config_path) if config_path.is_file() else None
     executor = launch.current()
-    rd.update_status(run_dir, state="queued", error=None, **executor.identity())
+    if resume:  # a resume queues again, behind the runs waiting now
+        _enqueue(run_dir, error=None, waiting_for=None, **executor.identity())
     if queue and config is not None:
         executor.wait_for_slot(_slots(config, s), run_dir.parent.parent, run_dir, s.device)
     from .train import execute

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import rundir as rd
@@ -67,6 +68,34 @@ def gpu_indices() -> list[str]:
         return []
 
 
+@contextmanager
+def ticket(runs_dir: Path):
+    """The next queue ticket (1, 2, ...): runs/.slots/ticket, incremented under the flock
+    of runs/.slots/ticket.lock, which is held until the block ends. The caller writes the
+    ticket into status.json inside the block, so a run holding ticket N finds every lower
+    ticket already written. A ticket taken by a process killed before writing it is only
+    a gap."""
+    lock_dir = Path(runs_dir) / ".slots"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "ticket.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = lock_dir / "ticket"
+        try:
+            n = int(path.read_text()) + 1
+        except (OSError, ValueError):  # the first ticket, or the file lost: after every run's
+            n = 1 + max((queue_order(r.status, "")[0] for r in rd.list_runs(runs_dir)),
+                        default=0)
+        rd.atomic_write_text(path, str(n))
+        yield n
+
+
+def queue_order(status: dict, run_id: str) -> tuple:
+    """A run's place in the queue: its ticket; runs made before tickets existed (none) go
+    first, by their queued_at."""
+    t, at = status.get("ticket"), status.get("queued_at")
+    return (t if isinstance(t, int) else 0, at if isinstance(at, (int, float)) else 0, run_id)
+
+
 class LocalExecutor:
     name = "local"
 
@@ -113,7 +142,7 @@ class LocalExecutor:
 
     def wait_for_slot(self, slots: dict, runs_dir: Path, run_dir: Path, device: str,
                       on_wait=None) -> str:
-        """Queued runs start oldest first, at most slots["per_gpu"] per GPU
+        """Queued runs start in ticket order, at most slots["per_gpu"] per GPU
         (slots["cpu"] without one). A run of slots["gpus"] = N processes takes a slot on
         each of N different GPUs at once (or waits holding none); on the CPU its N
         processes share one CPU slot. GPU slots pin the run to those GPUs through
@@ -132,11 +161,15 @@ class LocalExecutor:
         rd.update_status(run_dir, waiting_for=kind)
         told = False
         while True:
-            mine = (rd.read_json(run_dir / rd.STATUS) or {}).get("queued_at", 0)
+            # Ahead: live local runs with a lower ticket that wait for this kind of slot,
+            # or will at once (none yet: just made; a run waiting for an experiment or for
+            # its sweep's earlier points says so in waiting_for).
+            mine = queue_order(rd.read_json(run_dir / rd.STATUS) or {}, run_dir.name)
             ahead = [r for r in rd.list_runs(runs_dir)
                      if r.raw_state == "queued" and r.path != run_dir
-                     and (r.status.get("queued_at", 0), r.run_id) < (mine, run_dir.name)
-                     and r.status.get("waiting_for") == kind and r.state == "queued"]
+                     and r.status.get("waiting_for") in (kind, None)
+                     and (r.status.get("executor") or "local") == self.name
+                     and queue_order(r.status, r.run_id) < mine and r.state == "queued"]
             if not ahead:
                 held = self._take(lock_dir, names, want)
                 if held:
