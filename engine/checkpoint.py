@@ -7,6 +7,7 @@ when on). last.pt: everything a resume needs (TrainState).
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -14,14 +15,26 @@ from pathlib import Path
 
 import torch
 
+from . import faults
 from .errors import RunError
 from .optim import Plateau
 
 
 def save(obj: dict, path: Path) -> None:
+    """Serialised in memory first, so that a full disk is a plain OSError (ENOSPC) from
+    our own write rather than torch's writer; a failed write leaves no temporary file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            faults.write(f, buf.getbuffer(), "checkpoint")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read(path: Path, map_location="cpu") -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from . import faults
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,11 +60,37 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary name beside `path`, fsync, then rename over it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def overwrite_text(path: Path, text: str) -> None:
+    """Rewrite `path` in place: the last resort when the disk is too full for a temporary
+    copy (a file no longer than before needs no new blocks). Not atomic."""
+    with open(path, "r+", encoding="utf-8") as f:
         f.write(text)
+        f.truncate()
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def written_by(path: Path) -> Path:
+    """The file a temporary name (`.NAME.PID.tmp`) stands for; other paths as they are."""
+    m = re.fullmatch(r"\.(.+)\.\d+\.tmp", path.name)
+    return path.with_name(m.group(1)) if m else path
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Temporary files a killed writer left (`.NAME.PID.tmp`): never read, only space."""
+    for tmp in [*Path(run_dir).glob(".*.tmp"), *Path(run_dir).glob("checkpoints/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
 
 
 def _json_default(o):
@@ -79,8 +108,12 @@ def clean(value):
     return value
 
 
+def json_text(data: Any) -> str:
+    return json.dumps(clean(data), indent=2, default=_json_default) + "\n"
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(clean(data), indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json_text(data))
 
 
 def read_json(path: Path) -> dict | None:
@@ -94,7 +127,7 @@ def read_json(path: Path) -> dict | None:
 def append_jsonl(path: Path, record: dict) -> None:
     """One line, flushed at once, so that a viewer tailing the file sees it."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(clean(record), separators=(",", ":")) + "\n")
+        faults.write(f, json.dumps(clean(record), separators=(",", ":")) + "\n", "metrics")
         f.flush()
 
 

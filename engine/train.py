@@ -6,6 +6,7 @@ training objective is asked of the run's Task (engine/tasks/).
 """
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import sys
@@ -44,8 +45,11 @@ class RunLog:
 
     def __call__(self, msg: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {msg}"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError:  # a full disk must not hide why the run ended: stderr has it
+            print(line, file=sys.stderr, flush=True)
         if self.echo:
             print(line, flush=True)
 
@@ -117,12 +121,14 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
         return _follow(run_dir, s, init_from, resume, ranks)
     log = RunLog(run_dir, echo)
     status = rd.read_json(run_dir / rd.STATUS) or {}
+    if resume:
+        rd.remove_temporaries(run_dir)
     status.update(state="running", error=None, epochs=s.epochs, **launch.current().identity())
     if not (resume and status.get("started")):
         status["started"] = rd.now_iso()
     progress.start_segment(status, resume)
     status["ended"] = None
-    rd.atomic_write_json(run_dir / rd.STATUS, status)
+    _write_status(run_dir, status)
     stop = Stop()
     stop.install()
     ok, watching = False, None
@@ -146,9 +152,11 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
             f"keeps the last finished epoch")
         log(f"failed: {error}")
     except Exception as exc:  # the run fails; the traceback goes to its log, not the user
-        state, error = "failed", f"{type(exc).__name__}: {exc}"
-        with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
-            f.write(traceback.format_exc())
+        state, error = "failed", _disk_full(exc, run_dir)
+        if error is None:
+            error = f"{type(exc).__name__}: {exc}"
+            with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
+                f.write(traceback.format_exc())
         log(f"failed: {error}")
     if ranks.distributed:
         distributed.close(ranks, ok)
@@ -156,8 +164,27 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
             watching.set()
     status.update(state=state, error=error,
                   ended=None if state == "queued" else rd.now_iso())  # queued: requeued
-    rd.atomic_write_json(run_dir / rd.STATUS, status)
+    _write_status(run_dir, status)
     return state
+
+
+def _write_status(run_dir: Path, status: dict) -> None:
+    try:
+        rd.atomic_write_json(run_dir / rd.STATUS, status)
+    except OSError as exc:  # no room for a temporary copy: how the run ends must be told
+        if not _disk_full(exc, run_dir):
+            raise
+        rd.overwrite_text(run_dir / rd.STATUS, rd.json_text(status))
+
+
+def _disk_full(exc: BaseException, run_dir: Path) -> str | None:
+    if getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    name = exc.filename and rd.written_by(Path(exc.filename))
+    where = "the run directory" if not name else (
+        name.relative_to(run_dir) if name.is_relative_to(run_dir) else name)
+    return (f"disk full: no space left writing {where}; free some space, then python -m "
+            f"engine resume {run_dir} continues from checkpoints/last.pt")
 
 
 def _failed(run_dir: Path, status: dict, log, line: str) -> None:
