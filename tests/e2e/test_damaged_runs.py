@@ -76,3 +76,35 @@ async def test_the_app_shows_a_damaged_run(trained):
     finally:
         for d in copies.values():
             shutil.rmtree(d)
+
+
+def test_a_tampered_config_toml_is_validated_before_a_resume(trained, tmp_path):
+    """A run's config.toml is checked like experiments.toml: a wrong type, an unknown key
+    or a value that would be code in a shell is one line naming the file, and runs
+    nothing."""
+    runs = trained.parent / "runs"
+    good = rd.latest_done(runs, "scratch").path
+    marker = tmp_path / "pwned"
+    cases = {"lr": f'lr = "__import__(\'os\').system(\'touch {marker}\')"',
+             "unknown": "evil = 1",
+             "model": f'model = "$(touch {marker})"'}
+    for i, (name, line) in enumerate(cases.items()):
+        d = good.parent / f"20990102-00000{i}-{name[:4]}"
+        shutil.copytree(good, d)
+        rd.update_status(d, state="cancelled")
+        config = d / rd.CONFIG
+        text = config.read_text().replace("[settings]\n", f"[settings]\n{line}\n", 1)
+        if name == "lr":
+            text = "\n".join(x for x in text.splitlines() if not x.startswith("lr = ")
+                             or x == line)
+        if name == "model":
+            text = "\n".join(x for x in text.splitlines() if not x.startswith("model = ")
+                             or x == line)
+        config.write_text(text)
+        proc = engine("resume", d, "--config", trained, "--now")
+        err = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert proc.returncode in (1, 2) and len(err) == 1, (name, proc.stderr)
+        assert "config.toml" in err[0] and "Traceback" not in proc.stderr, (name, err)
+        assert rd.load_run(d).state == "cancelled"  # refused before anything ran
+        shutil.rmtree(d)
+    assert not marker.exists()
