@@ -1,18 +1,20 @@
 """Kill anywhere, resume exactly (issue #16): a CPU run is SIGKILLed at twenty random
 moments over its life (start-up, mid-epoch, between epochs; two of them injected halfway
-through a checkpoint write and halfway through a metrics line), resumed after each; it must end equal, bit for bit, to an uninterrupted run with the same seed."""
+through a checkpoint write and halfway through a metrics line), resumed after each; it
+must end equal, bit for bit, to an uninterrupted run with the same seed. A BYOL run
+(random views on the device, a momentum target) is killed three times to the same end."""
 import json
-import os
+import math
 import random
 import signal
 import statistics
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from conftest import TINY, engine, env
 
@@ -30,7 +32,14 @@ def lab(tmp_path: Path) -> Path:
     path.write_text(TINY.replace("epochs = 4", f"epochs = {EPOCHS}\nmodel = \"cifarnet\"")
                     .replace("synthetic_train = 320", "synthetic_train = 128")
                     .replace("synthetic_test = 160", "synthetic_test = 64")
-                    .replace("log_every = 2", "log_every = 1"))
+                    .replace("log_every = 2", "log_every = 1") + """
+[experiment.byol]
+title = "BYOL"
+task = "byol"
+byol_hidden = 64
+knn_every = 1
+epochs = 5
+""")
     return path
 
 
@@ -42,8 +51,8 @@ def start(*args, fault: str = "") -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def the_run(cfg: Path, exclude: set) -> Path:
-    runs = [r.path for r in rd.list_runs(cfg.parent / "runs", "rot") if r.path not in exclude]
+def the_run(cfg: Path, exp: str, exclude: set) -> Path:
+    runs = [r.path for r in rd.list_runs(cfg.parent / "runs", exp) if r.path not in exclude]
     return runs[0] if runs else None
 
 
@@ -86,62 +95,83 @@ def every_file_parses(run_dir: Path) -> None:
     assert not leftovers, leftovers
 
 
-def same_tensors(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+def same(a, b, where="") -> None:
+    """Equal to the bit: every tensor, number and string of two checkpoints."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f"{where}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), where
 
 
-@pytest.mark.timeout(900)
-def test_twenty_kills_then_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    cfg = lab(tmp_path)
-    engine("run", "rot", "--config", cfg, check=True)
-    ref = the_run(cfg, set())
+def kill_and_resume(cfg: Path, exp: str, epochs: int, plan: list[str], startup: set,
+                    rng: random.Random) -> tuple[Path, Path, list[int]]:
+    """An uninterrupted run, then one killed once for each entry of `plan` (a fault to
+    inject, or "" for a SIGKILL from outside) and resumed after each; kill i waits for
+    epoch i * (epochs - 2) / len(plan) to be checkpointed, then strikes at a random moment
+    of an epoch's length (mid-epoch, evaluation, a checkpoint); those in `startup` strike
+    while the process starts instead."""
+    engine("run", exp, "--config", cfg, check=True)
+    ref = the_run(cfg, exp, set())
     epoch_s = statistics.median(m["epoch_s"] for m in rd.read_jsonl(ref / rd.METRICS)
                                 if m["kind"] == "epoch")
-    rng = random.Random(16)
-    # twenty kills: kill i waits for epoch i * (EPOCHS - 2) / KILLS to be checkpointed,
-    # then strikes at a random moment of the next epoch's length (mid-epoch, evaluation, a
-    # checkpoint); three strike in start-up instead, and two are injected halfway through
-    # a checkpoint write and halfway through a metrics line
-    plan = ["" for _ in range(KILLS)]
-    plan[4], plan[11] = "kill:checkpoint:1", "kill:metrics:3"
-    startup = set(rng.sample([i for i in range(1, KILLS) if not plan[i]], 3))
     run_dir, at = None, []
     for i, fault in enumerate(plan):
         seen = segments(run_dir) if run_dir else 0
         proc = (start("resume", run_dir, "--config", cfg, fault=fault) if run_dir
-                else start("run", "rot", "--config", cfg))
-        run_dir = run_dir or wait(lambda: the_run(cfg, {ref}))
+                else start("run", exp, "--config", cfg))
+        run_dir = run_dir or wait(lambda: the_run(cfg, exp, {ref}))
         if fault:  # armed in this process: it kills itself halfway through that write
             assert proc.wait(timeout=120) == -signal.SIGKILL, fault
         else:
             if i not in startup:
-                target = i * (EPOCHS - 2) // KILLS
-                wait(lambda: (segments(run_dir) > seen and checkpointed(run_dir) >= target)
-                     or proc.poll() is not None)
+                target = i * (epochs - 2) // len(plan)
+                wait(lambda d=run_dir, n=seen, t=target, p=proc:
+                     (segments(d) > n and checkpointed(d) >= t) or p.poll() is not None)
             time.sleep(rng.uniform(0, epoch_s))
             proc.send_signal(signal.SIGKILL)
             assert proc.wait() == -signal.SIGKILL, f"the run ended first (kills at {at})"
         at.append(checkpointed(run_dir))
     assert start("resume", run_dir, "--config", cfg).wait(timeout=300) == 0
-    print(f"epoch reached at each kill: {at}")
-    assert len(set(at)) >= EPOCHS // 2, at  # spread over the run, not bunched at its start
-
+    print(f"{exp}: epoch reached at each kill: {at}")
     assert rd.load_run(run_dir).state == "done"
     every_file_parses(run_dir)
     got = records(run_dir)
-    assert [m["epoch"] for m in got if m["kind"] == "epoch"] == list(range(1, EPOCHS + 1))
+    assert [m["epoch"] for m in got if m["kind"] == "epoch"] == list(range(1, epochs + 1))
     assert got == records(ref)  # every step and epoch record, once, with the same figures
-    for name in ("last.pt", "best.pt"):
-        a = torch.load(run_dir / "checkpoints" / name, weights_only=True)
-        b = torch.load(ref / "checkpoints" / name, weights_only=True)
-        same_tensors(a["model"], b["model"])
-    a = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["optimizer"]
-    b = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)["optimizer"]
-    for sa, sb in zip(a["state"].values(), b["state"].values()):
-        same_tensors(sa, sb)
+    for name in ("last.pt", "best.pt"):  # weights, optimiser, EMA, the task's own state
+        same(torch.load(run_dir / "checkpoints" / name, weights_only=True),
+             torch.load(ref / "checkpoints" / name, weights_only=True), name)
+    if (ref / "predictions.csv").exists():  # a classifier's; a pretext run has none
+        assert (run_dir / "predictions.csv").read_text() == \
+            (ref / "predictions.csv").read_text()
+    return ref, run_dir, at
+
+
+@pytest.mark.timeout(900)
+def test_twenty_kills_then_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+    rng = random.Random(16)
+    # twenty kills: two injected halfway through a checkpoint write and halfway through
+    # a metrics line, three in start-up, fifteen at random moments of training
+    plan = ["" for _ in range(KILLS)]
+    plan[4], plan[11] = "kill:checkpoint:1", "kill:metrics:3"
+    startup = set(rng.sample([i for i in range(1, KILLS) if not plan[i]], 3))
+    _, run_dir, at = kill_and_resume(lab(tmp_path), "rot", EPOCHS, plan, startup, rng)
+    assert len(set(at)) >= EPOCHS // 2, at  # spread over the run, not bunched at its start
     log = (run_dir / rd.LOG).read_text()
     resumed = log.count("resume: from epoch") + log.count("resume: no checkpoint")
     assert KILLS - len(startup) <= resumed <= KILLS  # a start-up kill can precede the line
-    assert (run_dir / "predictions.csv").read_text() == (ref / "predictions.csv").read_text()
+
+
+@pytest.mark.timeout(600)
+def test_a_two_view_method_with_a_momentum_target_resumes_bitwise_too(tmp_path):
+    """BYOL: kornia's random views, the momentum target and its k-NN monitor."""
+    kill_and_resume(lab(tmp_path), "byol", 5, ["", "kill:checkpoint:2", ""], set(),
+                    random.Random(17))
