@@ -82,6 +82,9 @@ async def test_a_sweep_shows_its_base_and_a_missing_dataset_is_one_notification(
         await ready(pilot, app)
         await pilot.press("down", "d")
         assert await card_text(pilot, app) == ""
+        end = time.monotonic() + 120  # the box may close before the engine has answered
+        while not app._notifications and time.monotonic() < end:
+            await pilot.pause(0.2)
         notes = [n.message for n in app._notifications]
         assert len(notes) == 1 and notes[0].startswith("image folder not found in ")
         assert "\n" not in notes[0]
