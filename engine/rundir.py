@@ -81,16 +81,23 @@ def overwrite_text(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
+_TEMPORARY = re.compile(r"\.(.+)\.(\d+)\.tmp")
+
+
 def written_by(path: Path) -> Path:
     """The file a temporary name (`.NAME.PID.tmp`) stands for; other paths as they are."""
-    m = re.fullmatch(r"\.(.+)\.\d+\.tmp", path.name)
+    m = _TEMPORARY.fullmatch(path.name)
     return path.with_name(m.group(1)) if m else path
 
 
-def remove_temporaries(run_dir: Path) -> None:
-    """Temporary files a killed writer left (`.NAME.PID.tmp`): never read, only space."""
+def remove_temporaries(run_dir: Path, writing) -> None:
+    """Temporary files a killed writer left (`.NAME.PID.tmp`): never read, only space.
+    Those of a process still `writing(pid)` (updating status.json this instant) stay."""
     for tmp in [*Path(run_dir).glob(".*.tmp"), *Path(run_dir).glob("checkpoints/.*.tmp")]:
-        tmp.unlink(missing_ok=True)
+        m = _TEMPORARY.fullmatch(tmp.name)
+        if not (m and int(m.group(2)) != os.getpid() and writing(int(m.group(2)))):
+            tmp.unlink(missing_ok=True)
+    return True
 
 
 def _json_default(o):

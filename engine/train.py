@@ -23,6 +23,7 @@ from . import rundir as rd
 from . import weights
 from .data import load_dataset, steps_per_epoch
 from .errors import RotundaError
+from .launch.local import process_alive
 from .models import count_params, load_init, train_mode
 from .optim import Ema, Plateau, lr_factor
 from .records import epoch_line, summarize, trim_metrics, write_predictions
@@ -122,7 +123,7 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
     log = RunLog(run_dir, echo)
     status = rd.read_json(run_dir / rd.STATUS) or {}
     if resume:
-        rd.remove_temporaries(run_dir)
+        rd.remove_temporaries(run_dir, process_alive)
     status.update(state="running", error=None, epochs=s.epochs, **launch.current().identity())
     if not (resume and status.get("started")):
         status["started"] = rd.now_iso()
