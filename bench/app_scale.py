@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import rundir as rd  # noqa: E402
+from engine.core import rundir as rd  # noqa: E402
 from engine.launch.local import hostname, process_start_time  # noqa: E402
 
 CONFIG = """

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from engine.cli import main
-from engine.settings import FIELDS
+from engine.core.settings import FIELDS
 
 KEYS = [*FIELDS, "title", "group", "description", "expect", "reference", "kind",
         "experiments", "base", "axes", "components", "mode", "seeds", "runs_dir",

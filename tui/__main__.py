@@ -13,7 +13,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", metavar="DIR", help="runs folder (default: the config's)")
     p.add_argument("--no-gpu", action="store_true", help="do not read GPUs through NVML")
     args = p.parse_args(argv)
-    from .app import RotundaApp
+    from tui.app import RotundaApp
 
     RotundaApp(args.config, args.runs_dir, gpu=not args.no_gpu).run()
     return 0

@@ -19,18 +19,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, TabbedContent
 from textual.worker import get_current_worker
 
-from engine.errors import RotundaError
-
-from .gpu import GpuMonitor
-from .lab import Lab
-from .notices import USER_ERRORS, error_line
-from .screens import Help
-from .snapshot import Snapshot
-from .views import VIEWS, RunsView, RunView, View
-from .views.base import Export
-from .watcher import Watcher
-from .widgets.gpu_bar import GpuBar
-
+from engine.core.errors import RotundaError
+from engine.live.gpu import GpuMonitor
+from engine.live.lab import Lab
+from engine.live.snapshot import Snapshot
+from engine.live.watcher import Watcher
+from tui.notices import USER_ERRORS, error_line
+from tui.screens import Help
+from tui.views import VIEWS, RunsView, RunView, View
+from tui.views.base import Export
+from tui.widgets.gpu_bar import GpuBar
 
 QUEUE_NOTICE_S = 2.0  # a run launched on a free slot leaves the queue within this
 WAITING = {"gpu": "waiting for a free GPU slot", "cpu": "waiting for a free CPU slot"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from engine.errors import RotundaError
+from engine.core.errors import RotundaError
 
 USER_ERRORS = (RotundaError, OSError)
 

@@ -2,8 +2,8 @@
 machine and flock slots); a run records in status.json which executor ran it and its job
 id, and "is it alive" and "cancel" are asked of that executor.
 
-The app and the CLI launch through the functions at the bottom: each starts
-`python -m engine ...` as a detached job, so the run outlives its launcher. No torch.
+Executors submit, report liveness and cancel; they never create runs (engine/runs/ does,
+and launches through them). No torch.
 """
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from .. import rundir as rd
-from ..errors import RunError
+from engine.core import rundir as rd
+from engine.core.errors import RunError
+from engine.core.registry import EXECUTORS
 
-# name -> module holding `EXECUTOR`; a new backend is one file and one line here.
-EXECUTORS = {"local": "engine.launch.local", "slurm": "engine.launch.slurm"}
 ENV = "ROTUNDA_EXECUTOR"  # set in a job's environment by the executor that submitted it
 
 
@@ -79,65 +78,21 @@ def describe(status: dict) -> str | None:
     return fn(status) if fn else None
 
 
-def _batch(config):
-    """The executor, when it is a batch system that takes each run as its own job."""
-    executor = get(config.lab.executor)
-    return executor if hasattr(executor, "submit_run") else None
+def load_run(path: Path) -> rd.Run | None:
+    """A run as its executor sees it: a live run whose job is gone reads "lost"."""
+    return rd.load_run(path, alive=is_alive)
 
 
-def _engine_argv(command: str, name: str, config, runs_dir: Path, overrides: list[str]):
-    argv = [command, name, "--config", str(config.path), "--runs-dir", str(runs_dir), "--quiet"]
-    for o in overrides:
-        argv += ["--set", o]
-    return argv
+def list_runs(runs_dir: Path, experiment: str | None = None) -> list[rd.Run]:
+    return rd.list_runs(runs_dir, experiment, alive=is_alive)
 
 
-def launch_detached(config, name: str, overrides: list[str], runs_dir: Path,
-                    with_deps: bool = False) -> tuple[str, Path]:
-    """Queue `name` (with its missing dependencies first, if asked) in the background.
-    Returns the run id it will have and the file that holds its early output."""
-    run_id = rd.new_run_id()
-    if batch := _batch(config):  # the run directories are made here, one job each
-        from ..runner import create_chain
-        job, out = None, None
-        for _, run_dir, _ in create_chain(config, name, overrides, runs_dir, with_deps, run_id):
-            job, out = batch.submit_run(config.lab, run_dir, runs_dir, config.root,
-                                        [job] if job else [])
-        return run_id, out
-    argv = _engine_argv("run", name, config, runs_dir, overrides) + ["--run-id", run_id]
-    if with_deps:
-        argv.append("--with-deps")
-    return run_id, get(config.lab.executor).submit(argv, runs_dir, config.root, run_id)
-
-
-def launch_sweep_detached(config, name: str, overrides: list[str], runs_dir: Path) -> Path:
-    if batch := _batch(config):  # every point its own job, after its dependency's
-        from ..runner import prepare_sweep
-        jobs, out = {}, runs_dir / ".launch"
-        for run_dir, after in prepare_sweep(config, name, overrides, runs_dir):
-            jobs[run_dir], out = batch.submit_run(
-                config.lab, run_dir, runs_dir, config.root, [jobs[after]] if after else [])
-        return out
-    argv = _engine_argv("sweep", name, config, runs_dir, overrides)
-    return get(config.lab.executor).submit(argv, runs_dir, config.root,
-                                           f"sweep-{name}-{rd.new_run_id()}")
-
-
-def resume_detached(run_dir: Path, runs_dir: Path) -> Path:
-    run = rd.load_run(run_dir)
-    executor = of(run.status) if run else current()
-    if run and hasattr(executor, "submit_run"):  # the same job entry resumes it
-        from ..config import load
-        meta = rd.read_config(run_dir)
-        config_path = Path(meta.get("config_file", ""))
-        lab = load(config_path).lab if config_path.is_file() else None
-        return executor.submit_run(lab, Path(run_dir), runs_dir, Path(run_dir))[1]
-    return executor.submit(["resume", str(run_dir), "--runs-dir", str(runs_dir), "--quiet"],
-                           runs_dir, Path(run_dir), f"resume-{Path(run_dir).name}")
+def scanner(runs_dir: Path) -> rd.RunScanner:
+    return rd.RunScanner(runs_dir, alive=is_alive)
 
 
 def cancel(run_dir: Path) -> str:
-    run = rd.load_run(run_dir)
+    run = load_run(run_dir)
     if run is None:
         raise RunError(f"{run_dir} is not a run directory")
     if run.state not in rd.LIVE_STATES:

@@ -14,8 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import rundir as rd
-from ..errors import RunError
+from engine.core import rundir as rd
+from engine.core.errors import RunError
 
 
 def hostname() -> str:
@@ -165,7 +165,7 @@ class LocalExecutor:
             # or will at once (none yet: just made; a run waiting for an experiment or for
             # its sweep's earlier points says so in waiting_for).
             mine = queue_order(rd.read_json(run_dir / rd.STATUS) or {}, run_dir.name)
-            ahead = [r for r in rd.list_runs(runs_dir)
+            ahead = [r for r in rd.list_runs(runs_dir, alive=self.alive)
                      if r.raw_state == "queued" and r.path != run_dir
                      and r.status.get("waiting_for") in (kind, None)
                      and (r.status.get("executor") or "local") == self.name

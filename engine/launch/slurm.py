@@ -20,9 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from .. import rundir as rd
-from ..config import Slurm
-from ..errors import RunError
+from engine.core import rundir as rd
+from engine.core.config import Slurm
+from engine.core.errors import RunError
 
 # squeue's states of a job that still holds or waits for its allocation; any other (or
 # none: Slurm forgot it) means the job is over

@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from .ssl import TwoViews
+from engine.tasks.ssl import TwoViews
 
 
 class BYOL(TwoViews):

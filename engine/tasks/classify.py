@@ -1,5 +1,5 @@
 """Supervised classification: the dataset's labels are the targets."""
-from .base import Task
+from engine.tasks.base import Task
 
 
 class Classify(Task):

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RotundaError
-from .base import Task
-from .ssl import TwoViews
+from engine.core.errors import RotundaError
+from engine.tasks.base import Task
+from engine.tasks.ssl import TwoViews
 
 GRID = 3
 TILES = GRID * GRID

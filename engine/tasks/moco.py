@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from .ssl import TwoViews
+from engine.tasks.ssl import TwoViews
 
 
 class MoCo(TwoViews):

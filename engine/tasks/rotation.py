@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Task
+from engine.tasks.base import Task
 
 ROTATIONS = ("0", "90", "180", "270")
 

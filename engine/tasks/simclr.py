@@ -2,7 +2,7 @@
 NT-Xent pulls each image's two views together and pushes the other 2N-2 apart."""
 from __future__ import annotations
 
-from .ssl import TwoViews
+from engine.tasks.ssl import TwoViews
 
 
 class SimCLR(TwoViews):

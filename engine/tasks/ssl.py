@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Task
+from engine.tasks.base import Task
 
 
 class TwoViews(Task):

@@ -5,8 +5,8 @@ import time
 import pytest
 from conftest import TINY, engine
 
-from engine import rundir as rd
-from engine.analysis import PCT, SECS, fmt
+from engine.core import rundir as rd
+from engine.core.table import PCT, SECS, fmt
 from tui.app import RotundaApp
 from tui.screens import Confirm
 from tui.views import CompareView

@@ -6,7 +6,7 @@ import shutil
 
 from conftest import engine
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 
 
 def digest(folder):

@@ -10,7 +10,7 @@ import tomllib
 import torch
 from conftest import engine, env
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 
 R20 = ["--set", "model=resnet20"]
 

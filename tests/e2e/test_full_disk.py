@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import TINY, engine, env
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 
 LAB = TINY.replace("epochs = 4", "epochs = 6\nmodel = \"cifarnet\"").replace(
     "synthetic_train = 320", "synthetic_train = 128").replace(

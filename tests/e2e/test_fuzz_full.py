@@ -3,9 +3,9 @@ from the real tables and keys with wrong types, unknown keys, extreme numbers, u
 nesting; 3,000 of arbitrary text) through `engine list`: each loads or is one line with
 exit 2, never a traceback (docs/reliability.md)."""
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from fuzzing import check_document, documents, to_toml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FULL = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import ROOT, TINY
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 from engine.launch.local import process_alive, process_start_time
 from tui.app import RotundaApp
 

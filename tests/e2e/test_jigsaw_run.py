@@ -5,7 +5,7 @@ import re
 import torch
 from conftest import TINY, engine
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 
 # 24-pixel images: 8-pixel cells, 7-pixel tiles (16 would give 4-pixel tiles, which the
 # task refuses). 192 training images: 12 steps in two epochs keep the test near a minute on

@@ -18,7 +18,7 @@ import tomllib
 import torch
 from conftest import TINY, engine, env
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 
 EPOCHS = 12
 KILLS = 20

@@ -9,8 +9,8 @@ import json
 import pytest
 from conftest import TINY, engine
 
-from engine.config import load
-from tui.watcher import compare_data
+from engine.core.config import load
+from engine.live.watcher import compare_data
 
 OPTIMUS = TINY + """
 [experiment.obase]

@@ -1,7 +1,7 @@
 """Sweeps and ablations end to end: launched from the app (Enter), pretraining run first, tables, bars and the few-labels curve in the terminal and as PNG."""
 from conftest import TINY
-from engine.config import load
 
+from engine.core.config import load
 
 MINI = TINY + """
 [experiment.crot]
@@ -32,8 +32,9 @@ async def test_tiny_ablation_from_the_app_end_to_end_with_rotation_pretraining(t
     import io
 
     from conftest import engine
-    from engine import rundir as rd
     from test_app import select_experiment, wait_compare, wait_until
+
+    from engine.core import rundir as rd
     from tui.app import RotundaApp
     from tui.views import CompareView
 
@@ -88,10 +89,11 @@ plot = "per_class_train"
 
 async def test_few_labels_sweep_pretrains_first_and_plots_in_terminal_and_png(tmp_path):
     from conftest import engine
-    from engine import rundir as rd
-    from engine.analysis import curve
-    from engine.config import tomllib
     from test_app import wait_compare
+
+    from engine.core import rundir as rd
+    from engine.core.config import tomllib
+    from engine.report.compare import curve
     from tui.app import RotundaApp
     from tui.views import CompareView
 

@@ -5,8 +5,8 @@ import subprocess
 
 from conftest import TINY, engine
 
-from engine import provenance
-from engine import rundir as rd
+from engine.core import provenance
+from engine.core import rundir as rd
 
 FAST = TINY.replace("epochs = 4", "epochs = 2")
 

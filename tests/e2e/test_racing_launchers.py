@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import ROOT, TINY, engine, env
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 
 # One CPU slot; a run that trains in well under a second, so that ten of them in a row
 # cost mostly their processes' start (about 5 s each on two cores).
@@ -33,8 +33,8 @@ synthetic_test = 32
 # barrier, and calls what Enter calls, twice.
 APP = """
 import os, sys, time
-from engine.launch import launch_detached
-from tui.lab import Lab
+from engine.runs.detached import launch_detached
+from engine.live.lab import Lab
 lab = Lab(sys.argv[1]); lab.refresh()
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
@@ -109,8 +109,9 @@ def test_five_launchers_ten_runs_one_slot_start_once_in_ticket_order(lab):
 SLOW_TO_ASK = """
 import sys, time
 from engine import launch
-from engine.config import load
-from engine.runner import _slots, create_run
+from engine.core.config import load
+from engine.runs.create import create_run
+from engine.runs.execute import _slots
 cfg = load(sys.argv[1]); runs = cfg.runs_dir()
 run_dir, s = create_run(cfg, "quick", [], runs)
 print("made", flush=True)
@@ -163,7 +164,7 @@ def test_a_queued_run_killed_leaks_no_slot_and_shows_lost(lab):
     os.kill(status_b["pid"], signal.SIGKILL)
     _wait_for(lambda: rd.load_run(c).state in rd.FINAL_STATES, 120, "C to end")
     assert rd.load_run(a).state == "done" and rd.load_run(c).state == "done"
-    assert rd.load_run(b).state == "lost"
+    assert launch.load_run(b).state == "lost"
     assert rd.parse_iso(rd.read_json(a / rd.STATUS)["ended"]) <= \
         rd.read_json(c / rd.STATUS)["segment_start"]
     rows = {line.split()[2]: line.split()[0] for line in engine(

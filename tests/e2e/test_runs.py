@@ -10,7 +10,8 @@ import tomllib
 import torch
 from conftest import engine, env
 
-from engine import rundir as rd
+from engine import launch
+from engine.core import rundir as rd
 
 
 def _runs(cfg, exp):
@@ -94,7 +95,7 @@ def test_sigkill_then_resume_records_every_epoch_once(tiny_config):
     _wait_for(lambda: '"epoch":3' in (run_dir / rd.METRICS).read_text())  # mid-epoch 3
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert rd.load_run(run_dir).state == "lost"
+    assert launch.load_run(run_dir).state == "lost"
     done_before = len(_epoch_lines(run_dir))
     assert 2 <= done_before < 5
     res = engine("resume", run_dir, "--config", tiny_config, check=True)
@@ -160,8 +161,9 @@ def test_missing_dataset_fails_with_where_it_looked(tiny_config, tmp_path):
 def test_runs_and_compare_show_the_same_images_per_s(trained):
     """The runs table (from status.json) and the comparisons (from summary.json) report
     one figure for a run's speed: the median over its epochs."""
-    from engine.analysis import compare_table, runs_table
-    from engine.config import load
+    from engine.core.config import load
+    from engine.report.compare import compare_table
+    from engine.report.overview import runs_table
 
     runs = trained.parent / "runs"
     ft = rd.latest_done(runs, "ft")
@@ -243,7 +245,8 @@ def test_device_cuda_without_a_gpu_fails_the_run_in_one_line(tiny_config):
 
 def test_ema_run_checkpoints_the_averaged_weights(tiny_config):
     from conftest import engine
-    from engine import rundir as rd
+
+    from engine.core import rundir as rd
 
     engine("run", "scratch", "--set", "epochs=1", "--set", "ema=0.9", "--set", "tta=true",
            "--config", tiny_config, check=True)

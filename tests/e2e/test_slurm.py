@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY, engine
 
-from engine import rundir as rd
-from engine.analysis import runs_table
-from engine.launch import resume_detached
+from engine import launch as executors
+from engine.core import rundir as rd
+from engine.report.overview import runs_table
+from engine.runs.detached import resume_detached
 from tui.app import RotundaApp
 
 # cifarnet keeps a job's training to seconds on two shared cores; most of a job's time
@@ -190,7 +191,7 @@ def test_job_killed_behind_the_apps_back_is_lost_and_resumes_as_a_job(lab):
              "the first epoch")
     job = rd.read_json(run_dir / rd.STATUS)["job_id"]
     slurm("scancel", "--batch", "--signal=KILL", job)  # no SIGTERM: the run records nothing
-    wait_for(lambda: rd.load_run(run_dir).state == "lost", "lost")
+    wait_for(lambda: executors.load_run(run_dir).state == "lost", "lost")
     assert rd.load_run(run_dir).raw_state == "running"
     assert "lost" in engine("status", "--config", lab, check=True).stdout
     # the app's resume (r): a new job for the same run directory, from its last.pt

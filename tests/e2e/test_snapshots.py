@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY
 from rich.text import Text
 
-from engine import rundir as rd
+from engine.core import rundir as rd
 from tui.app import RotundaApp
 from tui.screens import gallery
 from tui.views import RunView

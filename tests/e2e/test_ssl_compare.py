@@ -6,7 +6,8 @@ import csv
 import io
 
 from conftest import TINY, engine
-from engine import rundir as rd
+
+from engine.core import rundir as rd
 
 SSL = TINY.replace("epochs = 4", "epochs = 2") + """
 [experiment.ssl_simclr]

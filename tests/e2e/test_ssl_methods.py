@@ -14,7 +14,8 @@ import time
 import pytest
 from conftest import TINY, engine, env
 
-from engine import rundir as rd
+from engine import launch
+from engine.core import rundir as rd
 
 SETS = ("model=resnet18", "knn_every=1", "augment=none", "batch_size=64",
         "synthetic_train=320", "log_every=1")
@@ -82,7 +83,7 @@ def test_byol_killed_after_an_epoch_resumes_and_records_every_epoch_once(cfg):
             proc.kill()
             proc.wait()
     run_dir = metrics.parent
-    assert rd.load_run(run_dir).state == "lost" and len(_epochs(run_dir)) == 1
+    assert launch.load_run(run_dir).state == "lost" and len(_epochs(run_dir)) == 1
     res = engine("resume", run_dir, "--config", cfg, check=True)
     assert "done" in res.stdout
     run = rd.load_run(run_dir)

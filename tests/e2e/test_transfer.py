@@ -7,12 +7,12 @@ import json
 import numpy as np
 import torch
 import torchvision
+from conftest import engine
 from PIL import Image
 
-from conftest import engine
-from engine import rundir as rd
-from engine.analysis import compare_table
-from engine.config import load
+from engine.core import rundir as rd
+from engine.core.config import load
+from engine.report.compare import compare_table
 
 CLASSES = {"ant": 12, "bee": 7, "wasp": 4}  # uneven on purpose
 
@@ -129,8 +129,9 @@ def test_finetune_and_probe_sweeps_name_a_winner(tmp_path, monkeypatch):
 async def test_app_says_where_the_weights_go_before_launch(tmp_path, monkeypatch):
     """Not cached: the Starts-from cell says so and the detail names the file and the
     folder, the same line a run would fail with; once the file is there, (cached)."""
-    from engine import hub
     from test_app import select_experiment
+
+    from engine.core import hub
     from tui.app import RotundaApp
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))

@@ -7,9 +7,8 @@ import pytest
 import torch
 from conftest import TINY, engine
 
-from engine import checkpoint
-from engine import rundir as rd
-from engine.errors import (
+from engine.core import rundir as rd
+from engine.core.errors import (
     ConfigError,
     DataError,
     DeviceError,
@@ -17,7 +16,8 @@ from engine.errors import (
     RotundaError,
     RunError,
 )
-from engine.optim import Plateau
+from engine.train import checkpoint
+from engine.train.optim import Plateau
 
 
 def test_train_state_round_trips(tmp_path):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from engine.models import build_model, count_params, freeze_except
-from engine.registry import CIFAR_RESNET_DEPTHS, MODELS
+from engine.core.registry import CIFAR_RESNET_DEPTHS, MODELS
+from engine.models.zoo import build_model, count_params, freeze_except
 
 # He et al. 2016, Table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M parameters
 PUBLISHED = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}

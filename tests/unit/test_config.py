@@ -2,8 +2,8 @@
 import pytest
 from conftest import ROOT, engine
 
-from engine.config import ConfigError, dependency_chain, load
-from engine.settings import Settings, apply_overrides
+from engine.core.config import ConfigError, dependency_chain, load
+from engine.core.settings import Settings, apply_overrides
 
 BAD = {
     "syntax": ('[defaults]\nepochs = = 3\n', r"experiments.toml:2: syntax error"),
@@ -83,7 +83,7 @@ def test_project_experiments_file_is_valid():
 
 
 def test_every_bad_override_is_reported_not_just_the_first():
-    from engine.settings import override_errors
+    from engine.core.settings import override_errors
 
     assert override_errors(Settings(), ["epochs=abc", "foo=1", "lr=0.1"]) == [
         "--set epochs=abc: epochs must be an integer, got 'abc'",

@@ -1,18 +1,17 @@
 """Datasets, subsets and batch augmentation, on real tensors and files the tests write."""
-from engine.data import per_class_subset
 import pickle
 
 import pytest
 import torch
 from makers import write_cifar, write_folder, write_h5
 
-from engine.augment import crop_flip
-from engine.bench import conventional_dataset
-from engine.data import load_dataset, stratified_subset
-from engine.errors import DataError
-from engine.settings import Settings
-from engine.sources import load_cifar10, load_imagefolder
-from engine.splits import Normalizer
+from engine.core.errors import DataError
+from engine.core.settings import Settings
+from engine.data.augment import crop_flip
+from engine.data.datasets import load_dataset, per_class_subset, stratified_subset
+from engine.data.sources import load_cifar10, load_imagefolder
+from engine.data.splits import Normalizer
+from engine.measure.bench import conventional_dataset
 
 
 def test_crop_is_a_shifted_window_and_flip_mirrors():
@@ -31,7 +30,7 @@ def test_crop_is_a_shifted_window_and_flip_mirrors():
 
 
 def test_cutout_zeroes_one_patch_per_image():
-    from engine.augment import cutout
+    from engine.data.augment import cutout
 
     x = torch.full((16, 3, 12, 12), 200, dtype=torch.uint8)
     out = cutout(x, 4, torch.Generator().manual_seed(0))
@@ -107,8 +106,8 @@ def test_imagefolder_any_classes_any_size_resized_and_cached(tmp_path):
 def test_hdf5_reads_in_chunks_and_covers_every_image_once(tmp_path, hwc):
     import h5py
 
-    from engine.sources import load_hdf5
-    from engine.splits import HDF5Split
+    from engine.data.sources import load_hdf5
+    from engine.data.splits import HDF5Split
 
     path = write_h5(tmp_path / "medium.hdf5", hwc=hwc)
     data = load_hdf5(path, 12)

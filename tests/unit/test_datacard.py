@@ -9,9 +9,9 @@ import pytest
 from makers import UNEVEN_TEST, UNEVEN_TRAIN, write_cifar, write_h5, write_uneven_folder
 from PIL import Image
 
-from engine import datacard
 from engine.cli import main
-from engine.pixels import half_blocks
+from engine.data import card as datacard
+from engine.report.pixels import half_blocks
 
 EXPERIMENTS = """
 [experiment.pets]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import ROOT, engine, env
 
-from engine.errors import ConfigError
-from engine.settings import Settings, apply_overrides
-from engine.splits import TensorSplit, shard
+from engine.core.errors import ConfigError
+from engine.core.settings import Settings, apply_overrides
+from engine.data.splits import TensorSplit, shard
 
 
 def _split(n=50):
@@ -58,7 +58,7 @@ def test_a_bad_gpus_value_is_one_line_and_exit_2(tiny_config):
 
 
 HOLD = ("import sys, json, pathlib\n"
-        "from engine import launch, rundir as rd\n"
+        "from engine import launch\nfrom engine.core import rundir as rd\n"
         "d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True)\n"
         "rd.atomic_write_json(d / rd.STATUS, {'state': 'queued', 'queued_at': float(sys.argv[2]),"
         " **launch.current().identity()})\n"

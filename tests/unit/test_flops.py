@@ -11,10 +11,10 @@ import pytest
 import torch
 import torchvision
 
-from engine import paleo
 from engine.cli import main
-from engine.flops import count, layer_table, peak_rows
-from engine.timing import run_timing
+from engine.measure.flops import count, layer_table, peak_rows
+from engine.measure.timing import run_timing
+from engine.perf import paleo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,7 +192,7 @@ def test_timing_command_json(capsys, tmp_path):
 
 def test_the_time_model_and_device_table_import_no_torch():
     """engine/paleo.py is plain data and arithmetic, readable without torch."""
-    code = "import sys, engine.paleo; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, engine.perf.paleo; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr

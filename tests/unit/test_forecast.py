@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from engine import forecast as fc
-from engine import rundir as rd
+from engine.core import rundir as rd
+from engine.perf import forecast as fc
 
 B = (0.002, 0.5, 0.3)  # b0, b1, b2
 

@@ -4,13 +4,13 @@ against the outcome; the Optimus comparison brings its own curve. No Textual app
 import json
 
 import pytest
-
 from conftest import TINY
-from engine import rundir as rd
-from tui.gpu import GpuMonitor
-from tui.lab import Lab
+
+from engine.core import rundir as rd
+from engine.live.gpu import GpuMonitor
+from engine.live.lab import Lab
+from engine.live.watcher import Watcher, run_row
 from tui.views.run import forecast_text
-from tui.watcher import Watcher, run_row
 
 LIVE = {"b0": 0.01, "b1": 0.5, "b2": 0.2, "rmse": 0.05, "rel_err": 0.03, "points": 60,
         "epoch": 10, "last_step": 3000, "final_loss": 0.412,

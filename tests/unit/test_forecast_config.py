@@ -1,9 +1,9 @@
 """The forecast and optimus comparisons in experiments.toml: what they take, and one line
 with file:line for what they do not."""
 import pytest
-
 from conftest import ROOT, TINY
-from engine.config import ConfigError, load
+
+from engine.core.config import ConfigError, load
 
 SWEEP = TINY + """
 [sweep.depths]

@@ -1,11 +1,21 @@
 """Fuzzing, quick: a hundred hostile inputs per target through the real CLI (the
 10,000-document run is tests/e2e/test_fuzz_full.py)."""
-from hypothesis import HealthCheck, given, settings, strategies as st
+from fuzzing import (
+    WORK,
+    check_document,
+    cli,
+    documents,
+    keys,
+    scalars,
+    to_toml,
+    toml_value,
+    values,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from fuzzing import WORK, check_document, cli, documents, keys, scalars, to_toml, toml_value, values
-
-from engine.errors import ConfigError
-from engine.settings import Settings, apply_overrides
+from engine.core.errors import ConfigError
+from engine.core.settings import Settings, apply_overrides
 
 BASE = Settings(dataset="synthetic")
 
@@ -56,7 +66,7 @@ def test_run_references_stay_inside_the_runs_folder(ref):
 
 
 def test_symlinks_and_dotdot_out_of_the_runs_folder_are_refused(tmp_path):
-    from engine import rundir as rd
+    from engine.core import rundir as rd
 
     runs = tmp_path / "runs"
     (runs / "e" / "r1").mkdir(parents=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import RotundaError
+from engine.core.errors import RotundaError
 from engine.tasks import jigsaw as J
 
 
@@ -132,7 +132,7 @@ def test_jitter_moves_tiles():
 
 
 def test_forward_and_build():
-    from engine.models import build_model
+    from engine.models.zoo import build_model
 
     s = settings()
     task = J.Jigsaw(s)
@@ -151,7 +151,7 @@ def test_forward_and_build():
 
 
 def test_build_refuses_a_backbone_that_cannot_take_tiles():
-    from engine.models import build_model
+    from engine.models.zoo import build_model
 
     task = J.Jigsaw(settings(model="lenet"))
     model = build_model("lenet", 1, 32)

@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT, env
 
 from engine import launch
-from engine import rundir as rd
-from engine.config import load
-from engine.errors import ConfigError, RunError
+from engine.core import rundir as rd
+from engine.core.config import load
+from engine.core.errors import ConfigError, RunError
 from engine.launch.local import hostname, process_start_time
 
 
@@ -36,14 +36,15 @@ def test_a_live_job_runs_a_killed_one_is_lost_and_another_hosts_is_unknown(tmp_p
         status = {"state": "running", "executor": "local", "job_id": str(proc.pid),
                   "pid": proc.pid, "host": hostname(), "pid_start": process_start_time(proc.pid)}
         run_dir = _run_dir(tmp_path, status)
-        assert rd.load_run(run_dir).state == "running"
-        assert rd.load_run(run_dir).status["executor"] == "local"
+        assert launch.load_run(run_dir).state == "running"
+        assert launch.load_run(run_dir).status["executor"] == "local"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert rd.load_run(run_dir).state == "lost"
+        assert launch.load_run(run_dir).state == "lost"
+        assert rd.load_run(run_dir).state == "running"  # read without a liveness check
         (run_dir / rd.STATUS).write_text(json.dumps({**status, "host": "elsewhere"}))
-        assert launch.is_alive(rd.load_run(run_dir).status) is None
-        assert rd.load_run(run_dir).state == "running"  # cannot be told from here
+        assert launch.is_alive(launch.load_run(run_dir).status) is None
+        assert launch.load_run(run_dir).state == "running"  # cannot be told from here
         with pytest.raises(RunError, match="on elsewhere, not on this host"):
             launch.cancel(run_dir)
     finally:
@@ -81,7 +82,7 @@ def test_the_local_queue_hands_out_one_cpu_slot_at_a_time(tmp_path):
     first exits (the kernel drops its flock), however the first ends."""
     runs = tmp_path / "runs"
     code = ("import sys, time, json, pathlib\n"
-            "from engine import launch, rundir as rd\n"
+            "from engine import launch\nfrom engine.core import rundir as rd\n"
             "d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True)\n"
             "rd.atomic_write_json(d / rd.STATUS, {'state': 'queued', 'queued_at': float(sys.argv[2]),"
             " **launch.current().identity()})\n"

@@ -1,19 +1,19 @@
 """The model zoo, freezing and initialisation, on real models."""
-from engine.optim import Ema
-from engine.step import logits
 import pytest
 import torch
 from torch import nn
 
-from engine.errors import InitError
-from engine.models import (
+from engine.core.errors import InitError
+from engine.measure.throughput import sweep_batches
+from engine.models.zoo import (
     build_model,
     count_params,
     freeze_except,
     load_init,
     train_mode,
 )
-from engine.throughput import sweep_batches
+from engine.train.optim import Ema
+from engine.train.step import logits
 
 
 def conv(cin, cout, k):
@@ -153,7 +153,7 @@ def test_cifarnet_starts_near_uniform_and_survives_a_large_learning_rate():
     steps at lr 0.2 do not leave it above where it started."""
     import math
 
-    from engine.models import build_model
+    from engine.models.zoo import build_model
 
     torch.manual_seed(0)
     model = build_model("cifarnet", 10)

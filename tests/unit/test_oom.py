@@ -2,9 +2,10 @@
 would) ends the run failed with its batch size and a hint, keeping the last checkpoint."""
 import torch
 
-from engine import rundir as rd
-from engine import step, train
-from engine.settings import Settings
+from engine.core import rundir as rd
+from engine.core.settings import Settings
+from engine.train import execute as train
+from engine.train import step
 
 
 def test_out_of_memory_in_epoch_two_is_one_line_with_a_hint(tmp_path, monkeypatch):

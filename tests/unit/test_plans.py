@@ -2,7 +2,7 @@
 import pytest
 from conftest import TINY
 
-from engine.config import ConfigError, load
+from engine.core.config import ConfigError, load
 
 SWEEP = TINY + """
 [sweep.lrs]

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from engine import probe
+from engine.tasks import probe
 
 
 def _separable(n_per_class=50, classes=5, dim=32, seed=0):

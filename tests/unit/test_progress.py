@@ -5,9 +5,10 @@ import time
 from datetime import datetime
 
 from conftest import TINY, engine
-from engine import progress
-from engine import rundir as rd
-from engine.analysis import runs_table
+
+from engine.core import progress
+from engine.core import rundir as rd
+from engine.report.overview import runs_table
 
 
 def test_progress_counts_steps_and_a_live_eta():

@@ -7,11 +7,12 @@ import subprocess
 import numpy as np
 from PIL import Image
 
-from engine import provenance
-from engine import rundir as rd
-from engine.data import load_dataset
-from engine.rundiff import diff_table, varying
-from engine.settings import Settings
+from engine.core import provenance
+from engine.core import rundir as rd
+from engine.core.settings import Settings
+from engine.data.datasets import load_dataset
+from engine.report.diff import diff_table, varying
+from engine.train import environment
 
 
 def git(cwd, *args):
@@ -52,7 +53,7 @@ def write_folder(root):
 
 def fingerprint(root):
     s = Settings(dataset="imagefolder", data_dir=str(root), image_size=12)
-    return provenance.fingerprint(load_dataset(s))
+    return environment.fingerprint(load_dataset(s))
 
 
 def test_data_fingerprint_tells_one_image_apart(tmp_path):

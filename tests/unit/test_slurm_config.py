@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY
 
-from engine.config import load
-from engine.errors import ConfigError
+from engine.core.config import load
+from engine.core.errors import ConfigError
 from engine.launch.slurm import EXECUTOR
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from engine import tasks
-from engine.settings import Settings
+from engine.core.settings import Settings
 
 N = 4  # images per batch: x holds 2N views
 

@@ -4,10 +4,10 @@ and a mistake in any of them is one line."""
 import pytest
 from conftest import TINY
 
-from engine import rundir as rd
-from engine.config import load
-from engine.errors import ConfigError
-from engine.settings import (
+from engine.core import rundir as rd
+from engine.core.config import load
+from engine.core.errors import ConfigError
+from engine.core.settings import (
     FromExperiment,
     FromFile,
     Pretrained,

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from engine import tasks
-from engine.data import synthetic
-from engine.errors import ConfigError
-from engine.registry import TASKS
-from engine.settings import Settings, apply_overrides
-from engine.splits import Normalizer
-from engine.step import optimise, trainable_model
+from engine.core.errors import ConfigError
+from engine.core.registry import TASKS
+from engine.core.settings import Settings, apply_overrides
+from engine.data.datasets import synthetic
+from engine.data.splits import Normalizer
 from engine.tasks.rotation import rotate_batch
+from engine.train.step import optimise, trainable_model
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -92,7 +92,7 @@ def test_knn_temperature_must_be_positive():
 
 
 def test_throughput_of_a_feature_training_task_times_a_classifier_head(tmp_path):
-    from engine.throughput import run_throughput
+    from engine.measure.throughput import run_throughput
 
     s = dataclasses.replace(Settings(), task="simclr", dataset="synthetic", image_size=16,
                             device="cpu", knn_every=1)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from engine.config import load
-from engine.data import hold_out, load_dataset
-from engine.errors import DataError
-from engine.optim import lr_factor
-from engine.splits import TensorSplit
-from engine.analysis import compare_table
+from engine.core.config import load
+from engine.core.errors import DataError
+from engine.data.datasets import hold_out, load_dataset
+from engine.data.splits import TensorSplit
+from engine.report.compare import compare_table
+from engine.train.optim import lr_factor
 
 
 def test_hold_out_is_stratified_disjoint_and_fixed():

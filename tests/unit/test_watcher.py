@@ -3,12 +3,12 @@ import dataclasses
 import json
 
 import pytest
-
 from conftest import TINY
-from engine import rundir as rd
-from tui.gpu import GpuMonitor
-from tui.lab import Lab
-from tui.watcher import Watcher
+
+from engine.core import rundir as rd
+from engine.live.gpu import GpuMonitor
+from engine.live.lab import Lab
+from engine.live.watcher import Watcher
 
 
 def step(n, loss=1.0):

@@ -8,14 +8,15 @@ import pytest
 import torch
 import torchvision
 
-from engine import hub, weights
-from engine.config import load
-from engine.errors import ConfigError, InitError
-from engine.models import build_model
-from engine.registry import MODELS
-from engine.settings import PUBLISHED_INPUT, input_size
-from engine.step import trainable_model
 from engine import tasks
+from engine.core import hub
+from engine.core.config import load
+from engine.core.errors import ConfigError, InitError
+from engine.core.registry import MODELS
+from engine.core.settings import PUBLISHED_INPUT, input_size
+from engine.models import weights
+from engine.models.zoo import build_model
+from engine.train.step import trainable_model
 
 HEADER = """
 [defaults]
@@ -207,7 +208,7 @@ def test_config_names_weights_one_line(tmp_path):
 def test_input_follows_the_weights(tmp_path):
     """Stored at 32 px, seen at 224 with the weights' normalisation; without published
     weights, the stored size and the dataset's statistics."""
-    from engine.data import load_dataset
+    from engine.data.datasets import load_dataset
 
     s = settings(tmp_path, 'model = "resnet18"\ninit = { pretrained = "IMAGENET1K_V1" }\n'
                            "synthetic_train = 16\nsynthetic_test = 8\n")

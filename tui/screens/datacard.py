@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .engine_box import EngineBox, engine_ansi
+from tui.screens.engine_box import EngineBox, engine_ansi
 
 
 def dataset_text(config: str, name: str, width: int) -> Text:

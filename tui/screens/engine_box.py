@@ -16,9 +16,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from engine.errors import RunError
-
-from ..notices import USER_ERRORS, error_line
+from engine.core.errors import RunError
+from tui.notices import USER_ERRORS, error_line
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # where `python -m engine` is found
 TIMEOUT_S = 300

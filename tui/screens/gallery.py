@@ -6,10 +6,9 @@ from pathlib import Path
 
 from rich.text import Text
 
-from engine import rundir as rd
-from engine.errors import RunError
-
-from .engine_box import EngineBox, engine_ansi
+from engine.core import rundir as rd
+from engine.core.errors import RunError
+from tui.screens.engine_box import EngineBox, engine_ansi
 
 
 def has_checkpoint(run_dir: str) -> bool:

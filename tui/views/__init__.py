@@ -1,9 +1,9 @@
 """The app's views, in tab order. A new view: its module here and one line in VIEWS."""
-from .base import View
-from .compare import CompareView
-from .experiments import ExperimentsView
-from .run import RunView
-from .runs import RunsView
+from tui.views.base import View
+from tui.views.compare import CompareView
+from tui.views.experiments import ExperimentsView
+from tui.views.run import RunView
+from tui.views.runs import RunsView
 
 VIEWS: tuple[type[View], ...] = (ExperimentsView, RunsView, RunView, CompareView)
 

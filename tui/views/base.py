@@ -12,11 +12,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, TabPane
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
-from engine import rundir as rd
-from engine.analysis import runs_table
-from engine.export import export_table
-
-from ..snapshot import Snapshot
+from engine import launch
+from engine.live.snapshot import Snapshot
+from engine.report.export import export_table
+from engine.report.overview import runs_table
 
 STATE_STYLE = {"done": "green", "running": "bold yellow", "queued": "cyan", "failed": "red",
                "diverged": "magenta", "cancelled": "dim", "lost": "bold red",
@@ -96,4 +95,4 @@ class View(TabPane):
         runs_dir = self.snap.runs_dir
         if self.snap.config is None:
             return None
-        return lambda reports: export_table(runs_table(rd.list_runs(runs_dir)), reports, "runs")
+        return lambda reports: export_table(runs_table(launch.list_runs(runs_dir)), reports, "runs")

@@ -7,12 +7,11 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from engine.analysis import table_names
-from engine.export import export_named
-
-from ..snapshot import CompareData, Snapshot
-from ..widgets.plots import draw_compare
-from .base import Export, View
+from engine.live.snapshot import CompareData, Snapshot
+from engine.report.compare import table_names
+from engine.report.export import export_named
+from tui.views.base import Export, View
+from tui.widgets.plots import draw_compare
 
 
 class CompareView(View):

@@ -11,16 +11,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from engine import hub
-from engine import rundir as rd
-from engine.analysis import PCT, fmt
-from engine.launch import launch_detached, launch_sweep_detached
-from engine.settings import Pretrained, WeightsFile, override_errors
-
-from ..notices import reported
-from ..screens import AskOverrides, Confirm, DatasetCard
-from ..snapshot import Snapshot
-from .base import View, matches, restore_cursor, selected_key, state_text
+from engine.core import hub
+from engine.core import rundir as rd
+from engine.core.settings import Pretrained, WeightsFile, override_errors
+from engine.core.table import PCT, fmt
+from engine.live.snapshot import Snapshot
+from engine.runs.detached import launch_detached, launch_sweep_detached
+from tui.notices import reported
+from tui.screens import AskOverrides, Confirm, DatasetCard
+from tui.views.base import View, matches, restore_cursor, selected_key, state_text
 
 # Latest (the last result) next to the name, so that it shows on a narrow terminal too
 COLUMNS = ("Experiment", "Latest", "Expect", "Task", "Ep.", "Starts from", "Model", "Data")

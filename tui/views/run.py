@@ -8,14 +8,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import RichLog, Static
 
-from engine.analysis import DPCT, PCT, RATE, SECS, fmt
-from engine.forecast import fitted_points, headline
-from engine.export import plot_runs
-
-from ..screens import Gallery
-from ..snapshot import RunRow, Series, Snapshot
-from ..widgets.plots import RunPlots
-from .base import Export, View, state_text
+from engine.core.table import DPCT, PCT, RATE, SECS, fmt
+from engine.live.snapshot import RunRow, Series, Snapshot
+from engine.perf.forecast import fitted_points, headline
+from engine.report.export import plot_runs
+from tui.screens import Gallery
+from tui.views.base import Export, View, state_text
+from tui.widgets.plots import RunPlots
 
 REDRAW_S = 0.25  # plots redraw at most 4 times a second, and only when their run moved
 

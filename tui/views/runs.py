@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from engine import rundir as rd
-from engine.analysis import PCT, RATE, SECS, TEXT, fmt
-from engine.launch import cancel, resume_detached
-from engine.rundiff import diff_table
-
-from ..notices import reported
-from ..screens import Confirm, Pager
-from ..snapshot import RunRow, Snapshot
-from .base import View, matches, restore_cursor, selected_key, state_text
-from .run import RunView, epoch_text
+from engine.core import rundir as rd
+from engine.core.table import PCT, RATE, SECS, TEXT, fmt
+from engine.launch import cancel
+from engine.live.snapshot import RunRow, Snapshot
+from engine.report.diff import diff_table
+from engine.runs.detached import resume_detached
+from tui.notices import reported
+from tui.screens import Confirm, Pager
+from tui.views.base import View, matches, restore_cursor, selected_key, state_text
+from tui.views.run import RunView, epoch_text
 
 # `engine status`'s table, with the steps of the epoch under way folded into Epoch so that
 # ETA fits at 80 columns

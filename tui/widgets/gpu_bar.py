@@ -3,7 +3,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..snapshot import Snapshot
+from engine.live.snapshot import Snapshot
 
 SPARK = " ▁▂▃▄▅▆▇█"
 

@@ -8,7 +8,7 @@ from textual.containers import Grid
 from textual.events import Resize
 from textual_plotext import PlotextPlot
 
-from ..snapshot import CompareData, Series
+from engine.live.snapshot import CompareData, Series
 
 # Two lines a plot at most, told apart by these colours, named in the titles: plotext's
 # legend sits on the top-left corner, over the first (highest) points of a loss curve.

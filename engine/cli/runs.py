@@ -1,0 +1,198 @@
+"""Commands that make, run and steer runs: list, run, launch, sweep, job, resume, rerun,
+status, cancel."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine import launch
+from engine.cli.common import (
+    config_path,
+    ended,
+    find,
+    print_table,
+    run_args,
+    runs_dir_loose,
+    train,
+)
+from engine.core import rundir as rd
+from engine.core.config import ConfigError, load
+from engine.core.table import PCT, TEXT, Table, fmt
+from engine.report.compare import compare_table
+from engine.report.overview import runs_table
+from engine.runs.detached import launch_detached, launch_sweep_detached
+from engine.runs.execute import (
+    rerun_run,
+    resume_run,
+    run_experiment,
+    run_job,
+    run_sweep,
+)
+
+
+def cmd_list(args) -> int:
+    config = load(config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    table = Table(f"Experiments in {config.path.name}", [
+        ("Group", TEXT), ("Name", TEXT), ("Task", TEXT), ("Model", TEXT), ("Data", TEXT),
+        ("Epochs", TEXT), ("Init", TEXT), ("Expected", PCT), ("Latest", TEXT)])
+    for group, exps in config.groups().items():
+        for e in exps:
+            runs = launch.list_runs(runs_dir, e.name)
+            s = e.settings
+            table.rows.append([group, e.name, s.task, s.model, s.dataset, str(s.epochs),
+                               str(s.init or "-"), e.expect.value if e.expect else None,
+                               f"{runs[0].state} {runs[0].run_id}" if runs else "-"])
+    table.whole = {"Name", "Latest"}
+    if config.compares:
+        table.notes.append("comparisons: " + ", ".join(config.compares))
+    if config.sweeps or config.ablations:
+        table.notes.append("sweeps and ablations: "
+                           + ", ".join(list(config.sweeps) + list(config.ablations)))
+    print_table(table)
+    return 0
+
+
+def cmd_run(args) -> int:
+    config = load(config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    results = run_experiment(config, args.name, args.set or [], runs_dir, args.with_deps,
+                             args.run_id, queue=not args.now, echo=not args.quiet,
+                             train=train)
+    run_dir, state = results[-1]
+    if state != "done":
+        status = rd.read_json(run_dir / rd.STATUS) or {}
+        print(f"{run_dir.parent.name}: {state}: {status.get('error') or ''} "
+              f"(log: {run_dir / rd.LOG})", file=sys.stderr)
+        return 1
+    summary = rd.read_json(run_dir / rd.SUMMARY) or {}
+    head = summary.get("headline", "test_acc")
+    print(f"{args.name}: done; {head.replace('_', ' ')} "
+          f"{fmt(summary.get(head + '_at_best'), PCT)} at epoch {summary.get('best_epoch')} "
+          f"({summary.get('best_means', 'lowest test loss')}); run {run_dir}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    config = load(config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    if config.plan(args.name) is None:
+        from engine.core.config import suggest
+        names = list(config.sweeps) + list(config.ablations)
+        raise ConfigError(f"no sweep or ablation named {args.name!r}{suggest(args.name, names)}"
+                          f" (declared: {', '.join(names) or 'none'})", str(config.path))
+    if args.detach:
+        out = launch_sweep_detached(config, args.name, args.set or [], runs_dir)
+        print(f"launched sweep {args.name} in the background (early output: {out})")
+        return 0
+    results = run_sweep(config, args.name, args.set or [], runs_dir, queue=not args.now,
+                        echo=not args.quiet, train=train)
+    if not args.quiet:
+        print_table(compare_table(config, args.name, runs_dir))
+    failed = [label for label, _, state in results if state != "done"]
+    if failed:
+        print(f"{args.name}: {len(failed)} point(s) did not finish: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_launch(args) -> int:
+    config = load(config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    config.experiment(args.name)
+    run_id, out = launch_detached(config, args.name, args.set or [], runs_dir)
+    print(f"launched {args.name} as {runs_dir / args.name / run_id} (early output: {out})")
+    return 0
+
+
+def cmd_job(args) -> int:
+    """A prepared run directory as a batch job runs it (engine/launch/slurm.py)."""
+    run_dir = Path(args.run_dir).resolve()
+    state = run_job(run_dir, echo=not args.quiet, train=train)
+    if state not in ("done", "queued"):  # queued: stopped for a requeue
+        status = rd.read_json(run_dir / rd.STATUS) or {}
+        print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_resume(args) -> int:
+    run_dir = find(args, args.run)
+    return ended(run_dir, resume_run(run_dir, queue=not args.now, echo=not args.quiet,
+                                     gpus=args.gpus, train=train))
+
+
+def cmd_rerun(args) -> int:
+    new, state = rerun_run(find(args, args.run), queue=not args.now, echo=not args.quiet,
+                           train=train)
+    for line in (new / rd.LOG).read_text(encoding="utf-8").splitlines():
+        if " rerun: " in line:
+            print("warning: " + line.split(" rerun: ", 1)[1], file=sys.stderr)
+    return ended(new, state)
+
+
+def cmd_status(args) -> int:
+    runs_dir = runs_dir_loose(args)
+    runs = launch.list_runs(runs_dir, args.experiment)
+    if not runs:
+        print(f"no runs in {runs_dir}")
+        return 0
+    print_table(runs_table(runs[: args.limit] if args.limit else runs))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    print(launch.cancel(find(args, args.run)))
+    return 0
+
+
+def register(sub, common) -> None:
+    sub.add_parser("list", parents=[common], help="the experiments").set_defaults(fn=cmd_list)
+    r = sub.add_parser("run", parents=[common], help="train an experiment in the foreground")
+    run_args(r)
+    r.add_argument("--with-deps", action="store_true",
+                   help="first run dependencies (init = ...) that have no successful run")
+    r.add_argument("--run-id", help=argparse.SUPPRESS)
+    r.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    r.add_argument("--quiet", action="store_true", help="no progress output (log.txt only)")
+    r.set_defaults(fn=cmd_run)
+    la = sub.add_parser("launch", parents=[common],
+                        help="queue a run in the background, detached from this terminal")
+    run_args(la)
+    la.set_defaults(fn=cmd_launch)
+    sw = sub.add_parser("sweep", parents=[common],
+                        help="run every point of a [sweep.NAME] or [ablation.NAME] (done ones are skipped)")
+    run_args(sw)
+    sw.add_argument("--detach", action="store_true", help="queue it in the background")
+    sw.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(fn=cmd_sweep)
+    rs = sub.add_parser("resume", parents=[common], help="continue a killed or cancelled run")
+    rs.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    rs.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    rs.add_argument("--quiet", action="store_true")
+    rs.add_argument("--gpus", type=int, metavar="N",
+                    help="train on N processes from here (1 continues a multi-GPU run alone)")
+    rs.set_defaults(fn=cmd_resume)
+    jb = sub.add_parser("job", parents=[common], help=(
+        "run a prepared run directory as its batch job does: its first start, or a resume "
+        "after a requeue (the Slurm executor's job script)"))
+    jb.add_argument("run_dir")
+    jb.add_argument("--quiet", action="store_true")
+    jb.set_defaults(fn=cmd_job)
+    rr = sub.add_parser("rerun", parents=[common], help=(
+        "a new run with exactly a run's recorded settings and seed; warns where the code, "
+        "environment or data differ"))
+    rr.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    rr.add_argument("--now", action="store_true", help="start at once, ignoring the queue")
+    rr.add_argument("--quiet", action="store_true")
+    rr.set_defaults(fn=cmd_rerun)
+    st = sub.add_parser("status", parents=[common], help="runs and their states")
+    st.add_argument("experiment", nargs="?")
+    st.add_argument("--limit", type=int, default=0)
+    st.set_defaults(fn=cmd_status)
+    ca = sub.add_parser("cancel", parents=[common], help="stop a run (SIGTERM)")
+    ca.add_argument("run")
+    ca.set_defaults(fn=cmd_cancel)

@@ -1,0 +1,1 @@
+"""Torch-free core: errors, registries, settings, experiments.toml, the run directory."""

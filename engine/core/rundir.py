@@ -1,0 +1,288 @@
+"""The run directory: the one contract between the engine and everything that reads runs.
+
+Documented in docs/run-format.md; change both together. No torch, no textual here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engine.core.files import (  # noqa: F401  the run directory's file API, as rd.*
+    FileTail,
+    MetricsTail,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    clean,
+    json_text,
+    overwrite_text,
+    read_json,
+    read_jsonl,
+    remove_temporaries,
+    written_by,
+)
+from engine.core.tomlfile import dump_toml, toml_value  # noqa: F401  (rd.dump_toml)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG = "config.toml"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+LOG = "log.txt"
+PREDICTIONS = "predictions.csv"
+SUBMISSION = "submission.csv"
+CHECKPOINTS = "checkpoints"
+STDOUT = "stdout.txt"
+
+STATES = ("queued", "running", "done", "failed", "cancelled", "diverged")
+DAMAGED = "damaged"  # a reader's state: status.json or config.toml torn or empty
+FINAL_STATES = ("done", "failed", "cancelled", "diverged")
+LIVE_STATES = ("queued", "running")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def update_status(run_dir: Path, **fields) -> dict:
+    """Merge `fields` into status.json (atomically) and return the new status."""
+    status = read_json(Path(run_dir) / STATUS) or {}
+    status.update(fields)
+    atomic_write_json(Path(run_dir) / STATUS, status)
+    return status
+
+
+@dataclass
+class Run:
+    """What a reader knows of one run directory."""
+
+    path: Path
+    experiment: str
+    run_id: str
+    status: dict
+    summary: dict | None
+    # asked whether a live run's job still exists (launch.is_alive); None: not asked
+    alive: Callable[[dict], bool | None] | None = field(default=None, repr=False,
+                                                        compare=False)
+
+    @property
+    def raw_state(self) -> str:
+        return self.status.get("state", "queued")
+
+    @property
+    def state(self) -> str:
+        """The recorded state, or "lost" when the run was read with a liveness check
+        (`alive`, handed in by the reader) that says a live run's job is gone."""
+        state = self.raw_state
+        if state in LIVE_STATES and self.alive and self.alive(self.status) is False:
+            return "lost"
+        return state
+
+    @property
+    def epoch(self) -> int:
+        return int(self.status.get("epoch") or 0)
+
+    @property
+    def epochs(self) -> int:
+        return int(self.status.get("epochs") or 0)
+
+    @property
+    def started(self) -> float | None:
+        return parse_iso(self.status.get("started"))
+
+    @property
+    def ended(self) -> float | None:
+        return parse_iso(self.status.get("ended"))
+
+
+def damage(path: Path) -> str | None:
+    """Why a run directory cannot be trusted (status.json or config.toml torn, empty or
+    not what it should be), or None."""
+    try:
+        text = (path / STATUS).read_text(encoding="utf-8")
+        status = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{STATUS} is unreadable (truncated or not JSON)"
+    if not isinstance(status, dict):
+        return f"{STATUS} holds no JSON object"
+    # a run being created writes config.toml just after its directory: missing is fine
+    return f"{CONFIG} is empty" if _empty(path / CONFIG) else None
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return False
+
+
+def load_run(path: Path, alive: Callable | None = None) -> Run | None:
+    """The run in `path`; None when there is no status.json. A torn status.json or an
+    empty config.toml gives a run in state "damaged", with the reason as its error, so
+    that every reader keeps working and shows it. The summary is read only for a done
+    run (no other has one). `alive` (launch.is_alive) lets `state` say "lost"."""
+    path = Path(path)
+    if not (path / STATUS).exists():
+        return None
+    status = read_json(path / STATUS)
+    problem = damage(path) if not isinstance(status, dict) or _empty(path / CONFIG) else None
+    if problem:
+        return Run(path=path, experiment=path.parent.name, run_id=path.name,
+                   status={"state": DAMAGED, "error": problem}, summary=None, alive=alive)
+    summary = read_json(path / SUMMARY) if status.get("state") == "done" else None
+    return Run(path=path, experiment=path.parent.name, run_id=path.name, status=status,
+               summary=summary, alive=alive)
+
+
+def _run_dirs(runs_dir: Path, experiment: str | None = None):
+    if not runs_dir.is_dir():
+        return
+    for exp_dir in os.scandir(runs_dir):
+        if exp_dir.name.startswith(".") or not exp_dir.is_dir() or \
+                (experiment and exp_dir.name != experiment):
+            continue
+        for run_dir in os.scandir(exp_dir.path):
+            if not run_dir.name.startswith(".") and run_dir.is_dir():
+                yield Path(run_dir.path)
+
+
+def list_runs(runs_dir: Path, experiment: str | None = None,
+              alive: Callable | None = None) -> list[Run]:
+    """All runs (of one experiment, sweep or ablation if named), newest first."""
+    out = [run for d in _run_dirs(Path(runs_dir), experiment) if (run := load_run(d, alive))]
+    out.sort(key=lambda r: r.run_id, reverse=True)
+    return out
+
+
+class RunScanner:
+    """list_runs for a poller, at a cost that follows what changed, not how many runs
+    there are: an experiment folder is listed again only when its modification time
+    moved (a run was added); a live run's status.json is read again only when its size or
+    modification time moved; a finished run's is checked only every RECHECK_FINAL_S (it
+    changes only when someone resumes it), or on scan(full=True)."""
+
+    RECHECK_FINAL_S = 5.0
+
+    def __init__(self, runs_dir: Path, alive: Callable | None = None):
+        self.runs_dir = Path(runs_dir)
+        self.alive = alive
+        self._top: int | None = None
+        self._exps: list[str] = []
+        self._listed: dict[str, tuple[int, list[str]]] = {}  # exp dir -> (mtime, run dirs)
+        self._cache: dict[str, tuple[tuple, Run]] = {}  # run dir -> (stat signature, Run)
+        self._checked = -math.inf
+
+    def scan(self, full: bool = False) -> list[Run]:
+        now = time.monotonic()
+        full = full or now - self._checked >= self.RECHECK_FINAL_S
+        if full:
+            self._checked = now
+        out, cache = [], {}
+        for d in self._run_dirs():
+            cached = self._cache.get(d)
+            if cached and not full and cached[1].raw_state in FINAL_STATES:
+                cache[d] = cached
+                out.append(cached[1])
+                continue
+            try:
+                st = os.stat(os.path.join(d, STATUS))
+            except OSError:
+                continue
+            sig = (st.st_mtime_ns, st.st_size)
+            run = cached[1] if cached and cached[0] == sig else load_run(Path(d), self.alive)
+            if run is not None:
+                cache[d] = (sig, run)
+                out.append(run)
+        self._cache = cache
+        out.sort(key=lambda r: r.run_id, reverse=True)
+        return out
+
+    def _run_dirs(self) -> list[str]:
+        try:
+            top = os.stat(self.runs_dir).st_mtime_ns
+        except OSError:
+            return []
+        if top != self._top:
+            self._top = top
+            self._exps = [e.path for e in os.scandir(self.runs_dir)
+                          if not e.name.startswith(".") and e.is_dir()]
+        dirs: list[str] = []
+        for exp in self._exps:
+            try:
+                mtime = os.stat(exp).st_mtime_ns
+            except OSError:
+                continue
+            listed = self._listed.get(exp)
+            if listed is None or listed[0] != mtime:
+                listed = (mtime, [e.path for e in os.scandir(exp)
+                                  if not e.name.startswith(".") and e.is_dir()])
+                self._listed[exp] = listed
+            dirs += listed[1]
+        return dirs
+
+
+def read_config(run_dir: Path) -> dict:
+    """config.toml's [run] table with its [settings] table under "settings"; {} if
+    absent or unreadable."""
+    try:
+        data = tomllib.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    return {**data.get("run", {}), "settings": data.get("settings", {})}
+
+
+def runs_by_point(runs_dir: Path, plan: str,
+                  alive: Callable | None = None) -> dict[str, list[Run]]:
+    """A sweep's or ablation's runs by point label, newest first."""
+    out: dict[str, list[Run]] = {}
+    for run in list_runs(runs_dir, plan, alive):
+        out.setdefault(read_config(run.path).get("point"), []).append(run)
+    return out
+
+
+def latest_done(runs_dir: Path, experiment: str) -> Run | None:
+    for run in list_runs(runs_dir, experiment):
+        if run.raw_state == "done":
+            return run
+    return None
+
+
+def find_run(runs_dir: Path, ref: str) -> Path | None:
+    """A run given as a path, as EXPERIMENT/RUN_ID, or as a unique RUN_ID (prefix), and
+    only inside the runs folder: `../`, absolute paths elsewhere and symlinks that lead
+    out of it are refused (None), so nothing outside it is read or written."""
+    root = Path(runs_dir).resolve()
+    for cand in (Path(ref), root / ref):
+        try:
+            path = cand.resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            continue
+        if path.is_relative_to(root) and path != root and (path / STATUS).is_file():
+            return path
+    matches = [r.path for r in list_runs(runs_dir) if r.run_id.startswith(ref)]
+    return matches[0] if len(matches) == 1 and ref else None

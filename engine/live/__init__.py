@@ -1,0 +1,1 @@
+"""What any front end watches: the watcher thread, its snapshots, the lab, GPU readings."""

@@ -1,0 +1,1 @@
+"""Measurements: bench, throughput, per-layer timing, FLOPs, the prediction gallery."""

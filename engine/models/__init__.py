@@ -1,0 +1,1 @@
+"""Models: the zoo (torchvision and CIFAR variants), freezing, heads, published weights."""

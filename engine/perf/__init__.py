@@ -1,0 +1,1 @@
+"""Performance models without torch: PALEO time model, Optimus loss model and forecast."""

@@ -1,0 +1,1 @@
+"""Reports: comparison tables, the runs overview, run diffs, Markdown/CSV/PNG export."""

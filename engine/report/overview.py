@@ -1,0 +1,39 @@
+"""The runs overview: one row per run from its status.json (state, progress, speed,
+elapsed, ETA, and a batch system's own word on its job). No torch."""
+from __future__ import annotations
+
+from engine import launch
+from engine.core import progress
+from engine.core import rundir as rd
+from engine.core.table import PCT, RATE, SECS, TEXT, Table
+
+
+def run_progress(run: rd.Run, now: float | None = None) -> dict:
+    """What the runs overview shows of one run, from its status.json alone (its summary
+    for runs written before status kept progress): best accuracy so far, speed, elapsed,
+    a live ETA and the step within the epoch under way."""
+    summary = run.summary if "best_acc" not in run.status else None
+    return progress.view(run.status, run.state, summary, now)
+
+
+def job_text(run: rd.Run) -> str | None:
+    """A live run's job as its executor sees it (Slurm: "PENDING (Resources)", "RUNNING on
+    node01"); None for the local executor and for finished runs."""
+    return launch.describe(run.status) if run.raw_state in rd.LIVE_STATES else None
+
+
+def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
+    table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
+                           ("Epoch", TEXT), ("Step", TEXT), ("Best acc", PCT),
+                           ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS)])
+    table.whole = {"Experiment", "Run"}
+    for run in runs:
+        p = run_progress(run, now)
+        step = f"{p['step']}/{p['steps']}" if p["step"] is not None and p["steps"] else None
+        state = " ".join(filter(None, (run.state, "collapsed" if run.status.get("collapsed")
+                                       else None, job_text(run))))
+        table.rows.append([state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
+                           step, p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
+        if run.raw_state == rd.DAMAGED:
+            table.notes.append(f"damaged: {run.experiment}/{run.run_id}: {run.status['error']}")
+    return table

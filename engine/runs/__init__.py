@@ -1,0 +1,1 @@
+"""Runs: creating runs, chains and sweep points; running, resuming, launching detached."""

@@ -1,0 +1,1 @@
+"""Training: execute a run (loop, evaluation, checkpoints, records), step, optimisers."""

@@ -1,0 +1,177 @@
+"""One run over several processes (torch.distributed, data-parallel). A run with
+gpus = 1 never comes here: it has no process group and trains as it always did.
+
+Any launcher works: a process whose environment names WORLD_SIZE > 1, RANK, LOCAL_RANK,
+MASTER_ADDR and MASTER_PORT (torchrun, srun tasks with those exported) joins that group.
+Without them, `python -m engine run` of a gpus = N experiment is rank 0 itself (it holds
+the queue slots and is the pid in status.json) and spawns ranks 1..N-1 with
+torch.multiprocessing. Only rank 0 writes the run directory.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from engine.core.errors import DeviceError
+
+
+@dataclass
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+    init_method: str = "env://"
+    procs: object = None  # rank 0 of a spawned run: the other ranks' ProcessContext
+    threads: int = 0  # rank 0 on the CPU: torch's thread count before the run
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+SINGLE = Ranks()
+
+
+def from_env() -> Ranks | None:
+    """The rank a launcher gave this process, or None outside a multi-process launch."""
+    world = int(os.environ.get("WORLD_SIZE") or 1)
+    if world <= 1:
+        return None
+    rank = int(os.environ.get("RANK", "0"))
+    return Ranks(rank, world, int(os.environ.get("LOCAL_RANK", rank)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(world: int, target, args: tuple) -> Ranks:
+    """Start ranks 1..world-1 as `target(index, port, world, *args)` in fresh processes
+    (torch.multiprocessing, start method spawn: no CUDA state is forked; torch makes each
+    die with its parent); this process becomes rank 0."""
+    import torch.multiprocessing as mp
+
+    port = _free_port()
+    procs = mp.start_processes(target, args=(port, world, *args), nprocs=world - 1,
+                               join=False, start_method="spawn")
+    return Ranks(0, world, 0, f"tcp://127.0.0.1:{port}", procs)
+
+
+def become_rank(index: int, port: int, world: int) -> None:
+    """In a spawned process: the environment of rank index + 1, which from_env reads."""
+    os.environ.update(RANK=str(index + 1), LOCAL_RANK=str(index + 1), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def join(ranks: Ranks, device: torch.device) -> torch.device:
+    """The process group (nccl on GPUs, gloo on the CPU) and this rank's device."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if ranks.local >= count:
+            raise DeviceError(f"this run has {ranks.world} processes but only {count} GPU(s) "
+                              "are visible: one GPU per process")
+        device = torch.device("cuda", ranks.local)
+        torch.cuda.set_device(device)
+    else:  # the ranks share the cores
+        ranks.threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
+    kw = {} if ranks.init_method == "env://" else {"rank": ranks.rank, "world_size": ranks.world}
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            init_method=ranks.init_method, device_id=device
+                            if device.type == "cuda" else None, **kw)
+    return device
+
+
+def watch(ranks: Ranks, on_failure, grace_s: float = 60.0) -> threading.Event:
+    """Rank 0 of a spawned run: when another rank dies with an error and rank 0 has not
+    ended `grace_s` later (stuck in a collective, as NCCL can be), on_failure(line) records
+    it and this process exits. A gloo collective fails at once, so the normal path wins."""
+    done = threading.Event()
+
+    def loop():
+        while not done.wait(1.0):
+            dead = [(i + 1, p.exitcode) for i, p in enumerate(ranks.procs.processes)
+                    if p.exitcode not in (None, 0)]
+            if dead:
+                if not done.wait(grace_s):
+                    on_failure(f"rank {dead[0][0]} exited with code {dead[0][1]}")
+                    os._exit(1)
+                return
+
+    if ranks.procs is not None:
+        threading.Thread(target=loop, daemon=True, name="ranks-watch").start()
+    return done
+
+
+def close(ranks: Ranks, ok: bool) -> None:
+    """Leave the group: after a barrier when every rank got to the same place, then (rank
+    0) wait for the spawned ranks, or end them when something failed."""
+    if ranks.distributed and dist.is_initialized():
+        if ok:
+            dist.barrier()
+        dist.destroy_process_group()
+    if ranks.threads:
+        torch.set_num_threads(ranks.threads)
+    if ranks.procs is not None:
+        end = time.time() + (60 if ok else 5)
+        for p in ranks.procs.processes:
+            p.join(max(0.0, end - time.time()))
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model as DistributedDataParallel trains it; BatchNorm synchronised across the
+    GPUs (SyncBatchNorm refuses CPU modules). The same parameter objects: the optimiser,
+    the EMA and the checkpoints keep using the unwrapped model."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if device.type == "cuda":  # in place: no model here is a bare BatchNorm at the top
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def sums(*values, device: torch.device) -> list[float]:
+    """Each value summed over the ranks (numbers or 0-d tensors), as Python numbers."""
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(())
+                     for v in values])
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def agree(loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+    """The loss averaged over the ranks, and whether any rank was asked to stop: one
+    collective at the steps that log, so that every rank leaves an epoch at the same step."""
+    t = torch.stack([loss.detach().float().reshape(()),
+                     torch.tensor(float(stop), device=loss.device)])
+    dist.all_reduce(t)
+    mean, stopping = t.tolist()
+    return mean / dist.get_world_size(), stopping > 0
+
+
+def gather(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's tensor, concatenated in rank order (on the CPU)."""
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, t.cpu())
+    return torch.cat(parts)
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's BatchNorm statistics on every rank, so that the ranks evaluate one model
+    (its checkpoint's)."""
+    for b in model.buffers():
+        dist.broadcast(b, 0)
