@@ -108,3 +108,26 @@ class Task:
             if best is None or self.better(m[self.best_metric], best[self.best_metric]):
                 best = m
         return best["epoch"]
+
+
+class FeatureTask(Task):
+    """A task that trains the backbone on its features (head Identity) and is judged by
+    them: the k-NN monitor (`knn_every`) picks the best epoch, and the linear probe
+    (`linear_probe_epochs`) reports at the end (engine/tasks/probe.py). The contrastive
+    and self-distillation methods (TwoViews) and jigsaw are FeatureTasks."""
+
+    best_metric = "knn_acc"
+    lower_is_better = False
+    best_means = "highest k-NN accuracy"
+    headline = "knn_acc"
+
+    def outputs(self, num_classes: int) -> None:
+        return None  # the backbone ends in Identity: its features are what is judged
+
+    def summary(self, epochs: list[dict]) -> dict:
+        scored = [m for m in epochs if m.get("knn_acc") is not None]
+        best = max(scored, key=lambda m: m["knn_acc"])  # the first of equals
+        return {"best_epoch": best["epoch"], "final_train_loss": epochs[-1]["train_loss"]}
+
+    def best_epoch(self, epochs: list[dict]) -> int:
+        return self.summary(epochs)["best_epoch"]

@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.core.errors import RotundaError
-from engine.tasks.base import Task
-from engine.tasks.ssl import TwoViews
+from engine.tasks.base import FeatureTask
 
 GRID = 3
 TILES = GRID * GRID
@@ -127,21 +126,13 @@ def shuffle_tiles(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     return tiles[torch.arange(len(tiles), device=tiles.device)[:, None], perms]
 
 
-class Jigsaw(Task):
+class Jigsaw(FeatureTask):
     # The trunk trains on features; the best epoch is the k-NN monitor's, as for SimCLR.
-    best_metric = "knn_acc"
-    lower_is_better = False
-    best_means = "highest k-NN accuracy"
-    headline = "knn_acc"
-    best_epoch = TwoViews.best_epoch
 
     def __init__(self, settings):
         super().__init__(settings)
         self.count = settings.jigsaw_permutations
         self.perms = torch.from_numpy(permutation_set(self.count).copy())
-
-    def outputs(self, num_classes: int) -> None:
-        return None  # the backbone ends in Identity: its features feed the puzzle head
 
     def images_per_step(self, batch_size: int) -> int:
         return TILES * batch_size  # tiles through the trunk
@@ -188,7 +179,7 @@ class Jigsaw(Task):
         return F.cross_entropy(logits, y), logits, y
 
     def summary(self, epochs: list[dict]) -> dict:
-        out = TwoViews.summary(self, epochs)
+        out = super().summary(epochs)
         out["final_train_acc"] = epochs[-1]["train_acc"]  # puzzles solved, last epoch
         return out
 

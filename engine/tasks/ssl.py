@@ -3,6 +3,7 @@ sample on the device by kornia (random resized crop, flip, colour jitter, graysc
 solarize where the recipe has it), a backbone whose head is Identity, and a best epoch
 picked by the k-NN monitor (engine/probe.py) instead of a test loss.
 
+TwoViews is a FeatureTask (engine/tasks/base.py: judged by k-NN and the linear probe).
 A method subclasses TwoViews and writes its heads in build() and its loss in
 forward(model, x, y), where x holds the two views of a batch stacked ([view 1; view 2]).
 Losses, heads and momentum updates come from lightly (imported only here and in the
@@ -12,23 +13,16 @@ from __future__ import annotations
 
 import torch
 
-from engine.tasks.base import Task
+from engine.tasks.base import FeatureTask
 
 
-class TwoViews(Task):
-    best_metric = "knn_acc"
-    lower_is_better = False
-    best_means = "highest k-NN accuracy"
-    headline = "knn_acc"
+class TwoViews(FeatureTask):
     # The second view's solarize probability (BYOL and DINO use one; SimCLR and MoCo not).
     solarize = 0.0
 
     def __init__(self, settings):
         super().__init__(settings)
         self._augment = None
-
-    def outputs(self, num_classes: int) -> None:
-        return None
 
     def images_per_step(self, batch_size: int) -> int:
         return 2 * batch_size
@@ -58,14 +52,6 @@ class TwoViews(Task):
         xf = x.float() / 255
         views = torch.cat([first(xf), second(xf)])
         return (views * 255).round_().clamp_(0, 255).to(torch.uint8), None
-
-    def summary(self, epochs: list[dict]) -> dict:
-        scored = [m for m in epochs if m.get("knn_acc") is not None]
-        best = max(scored, key=lambda m: m["knn_acc"])  # the first of equals
-        return {"best_epoch": best["epoch"], "final_train_loss": epochs[-1]["train_loss"]}
-
-    def best_epoch(self, epochs: list[dict]) -> int:
-        return self.summary(epochs)["best_epoch"]
 
     @staticmethod
     def halves(x: torch.Tensor):
