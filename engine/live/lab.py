@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.core import hub
 from engine.core.config import Config, load
 from engine.core.errors import RotundaError
+from engine.core.settings import Pretrained, WeightsFile
 
 
 class Lab:
@@ -46,3 +48,30 @@ class Lab:
         if self.config:
             return self.config.runs_dir()
         return (self.config_path.parent / "runs").resolve()
+
+
+def weights_state(e, root: Path) -> tuple[bool, str, str] | None:
+    """For published weights (by name or file): (there, cell, the line that says where
+    they are or what to do), before anything is launched; None for other starts."""
+    init = e.settings.init
+    if isinstance(init, Pretrained):
+        pub = hub.published(e.settings.model, init.weights)
+        if pub.cached.is_file():
+            return True, f"{pub.name} (cached)", f"{pub.file} in {pub.cached.parent}"
+        return False, f"{pub.name} (not cached)", pub.missing_line(
+            "a run downloads them only where there is network")
+    if isinstance(init, WeightsFile):
+        path = Path(init.path).expanduser()
+        path = path if path.is_absolute() else root / path
+        if path.is_file():
+            return True, f"{path.name}", str(path)
+        return False, f"{path.name} (missing)", f"weights file {path} does not exist"
+    return None
+
+
+def weights_states(config: Config | None) -> dict[str, tuple[bool, str, str]]:
+    """weights_state of every experiment that starts from published weights or a file."""
+    if config is None:
+        return {}
+    return {e.name: w for e in config.experiments.values()
+            if (w := weights_state(e, config.root)) is not None}

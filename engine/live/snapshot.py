@@ -3,7 +3,8 @@ the watcher's thread goes on reading into its own buffers, so they never share a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from pathlib import Path
 
 from engine.core.config import Config
@@ -87,6 +88,8 @@ class Snapshot:
     compare: CompareData | None = None  # the selected comparison's
     gpus: tuple[Gpu, ...] | None = None
     gpu_error: str | None = None
+    # experiment -> (there, cell, where they are or what to do): published weights' files
+    weights: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
     def row(self, key: str | None) -> RunRow | None:
         return next((r for r in self.rows if r.key == key), None)
@@ -100,5 +103,6 @@ class Snapshot:
             and self.config_version == other.config_version
             and self.config_error == other.config_error and self.runs_dir == other.runs_dir
             and self.gpus == other.gpus and self.gpu_error == other.gpu_error
+            and self.weights == other.weights
             and len(self.rows) == len(other.rows)
             and all(a is b for a, b in zip(self.rows, other.rows)))

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from engine import launch
 from engine.core import rundir as rd
 from engine.live.gpu import GpuMonitor
-from engine.live.lab import Lab
+from engine.live.lab import Lab, weights_states
 from engine.live.snapshot import CompareData, Curve, RunRow, Series, Snapshot
 from engine.report.compare import compare_table, curve, table_names
 from engine.report.overview import job_text, run_progress
@@ -186,7 +186,8 @@ class Watcher:
             config_version=self.lab.version, runs_dir=runs_dir, rows=rows,
             runs_changed=changed, series=self._series(selected),
             log_lines=lines, log_gen=gen, compare=self._compare_for(want, changed, runs_dir),
-            gpus=self.gpu.read(), gpu_error=self.gpu.error)
+            gpus=self.gpu.read(), gpu_error=self.gpu.error,
+            weights=MappingProxyType(weights_states(self.lab.config)))
 
     def _read_runs(self, runs_dir: Path, now: float, full: bool) -> tuple[RunRow, ...]:
         """Every run from its status.json alone (re-read only when it changed); a

@@ -2,7 +2,6 @@
 the dataset card."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from rich.markup import escape
 from rich.text import Text
@@ -11,13 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from engine.core import hub
 from engine.core import rundir as rd
-from engine.core.settings import Pretrained, WeightsFile, override_errors
+from engine.core.settings import override_errors
 from engine.core.table import PCT, fmt
 from engine.live.snapshot import Snapshot
 from engine.runs.detached import launch_detached, launch_sweep_detached
-from tui.notices import reported
+from tui.notices import in_background
 from tui.screens import AskOverrides, Confirm, DatasetCard
 from tui.views.base import View, matches, restore_cursor, selected_key, state_text
 
@@ -42,26 +40,7 @@ def dependency_state(e, rows) -> tuple[str | None, str]:
     return dep, "missing"
 
 
-def weights_state(e, root: Path) -> tuple[bool, str, str] | None:
-    """For published weights (by name or file): (there, cell, the line that says where
-    they are or what to do), before anything is launched; None for other starts."""
-    init = e.settings.init
-    if isinstance(init, Pretrained):
-        pub = hub.published(e.settings.model, init.weights)
-        if pub.cached.is_file():
-            return True, f"{pub.name} (cached)", f"{pub.file} in {pub.cached.parent}"
-        return False, f"{pub.name} (not cached)", pub.missing_line(
-            "a run downloads them only where there is network")
-    if isinstance(init, WeightsFile):
-        path = Path(init.path).expanduser()
-        path = path if path.is_absolute() else root / path
-        if path.is_file():
-            return True, f"{path.name}", str(path)
-        return False, f"{path.name} (missing)", f"weights file {path} does not exist"
-    return None
-
-
-def starts_from(e, rows, root: Path):
+def starts_from(e, rows, weights):
     """The Starts-from cell: random init, the dependency and its state, a file, or
     published weights and whether they are here."""
     if not e.settings.init:
@@ -69,7 +48,7 @@ def starts_from(e, rows, root: Path):
     if e.needs:
         dep, state = dependency_state(e, rows)
         return Text(f"{dep} ({state})", style="green" if state == "done" else "yellow")
-    weights = weights_state(e, root)
+    weights = weights.get(e.name)
     if weights:
         return Text(weights[1], style="green" if weights[0] else "yellow")
     return str(e.settings.init)
@@ -88,7 +67,7 @@ def latest_cell(r) -> Text | str:
     return text
 
 
-def experiment_rows(config, rows, text: str):
+def experiment_rows(config, rows, text: str, weights):
     """(cells, key) of the experiments table: each TOML group, then its experiments."""
     latest = {}
     for r in rows:  # newest first: keep the first seen
@@ -101,7 +80,7 @@ def experiment_rows(config, rows, text: str):
             s = e.settings
             yield (f" {e.name}", latest_cell(latest.get(e.name)),
                    fmt(e.expect.value if e.expect else None, PCT), s.task, str(s.epochs),
-                   starts_from(e, rows, config.root), s.model, s.dataset), e.name
+                   starts_from(e, rows, weights), s.model, s.dataset), e.name
 
 
 def plan_rows(config, rows, text: str):
@@ -134,7 +113,7 @@ def plan_detail(config, name: str) -> str:
             "(and a missing pretraining run first), one after another")
 
 
-def experiment_detail(config, name: str, rows) -> str:
+def experiment_detail(config, name: str, rows, weights) -> str:
     e = config.experiments[name]
     s = e.settings
     keys = ", ".join(f"{k}={v}" for k, v in e.overrides.items()
@@ -144,7 +123,7 @@ def experiment_detail(config, name: str, rows) -> str:
     dep, dep_state = dependency_state(e, rows)
     if dep:
         lines.append(f"[dim]needs:[/dim] {dep}'s {s.init_checkpoint} checkpoint: {dep_state}")
-    weights = weights_state(e, config.root)
+    weights = weights.get(e.name)
     if weights:
         lines.append(f"[dim]weights:[/dim] {escape(weights[2])}" if weights[0] else
                      f"[yellow]weights: {escape(weights[2])}[/yellow]")
@@ -203,7 +182,7 @@ class ExperimentsView(View):
         if config is None:
             self.query_one("#exp-detail", Static).update("")
             return
-        cells = [*experiment_rows(config, rows, self.filter_text),
+        cells = [*experiment_rows(config, rows, self.filter_text, self.snap.weights),
                  *plan_rows(config, rows, self.filter_text)]
         # the name column as wide as the longest name, not the longest group title
         name_w = max([MIN_NAME_W, *(len(c[0]) for c, k in cells if not k.startswith(GROUP))])
@@ -250,7 +229,7 @@ class ExperimentsView(View):
         elif name.startswith(SWEEP):
             detail.update(plan_detail(config, name[len(SWEEP):]))
         elif name in config.experiments:
-            detail.update(experiment_detail(config, name, self.snap.rows))
+            detail.update(experiment_detail(config, name, self.snap.rows, self.snap.weights))
         else:
             detail.update("")
 
@@ -287,20 +266,24 @@ class ExperimentsView(View):
         self.start(name, overrides)
 
     def launch_plan(self, name: str, overrides: list[str]) -> None:
-        config = self.snap.config
-        with reported(self, f"cannot launch {name}"):
-            launch_sweep_detached(config, name, overrides, self.snap.runs_dir)
-            kind = "ablation" if name in config.ablations else "sweep"
-            self.notify(f"launched {kind} {name}: its runs go one after another")
+        config, runs_dir = self.snap.config, self.snap.runs_dir
+        kind = "ablation" if name in config.ablations else "sweep"
+        in_background(self, f"cannot launch {name}",
+                      lambda: launch_sweep_detached(config, name, overrides, runs_dir),
+                      lambda _: self.notify(f"launched {kind} {name}: its runs go one "
+                                            "after another"))
 
     def start(self, name: str, overrides: list[str], with_deps: bool = False) -> None:
         """Launch; the app then follows the run (it tells if the run waits in the queue)."""
-        with reported(self, f"cannot launch {name}"):
-            run_id, _ = launch_detached(self.snap.config, name, overrides, self.snap.runs_dir,
-                                        with_deps=with_deps)
-            what = f"{name} (after its dependencies)" if with_deps else name
+        config, runs_dir = self.snap.config, self.snap.runs_dir
+        what = f"{name} (after its dependencies)" if with_deps else name
+
+        def launched(result) -> None:
+            run_id, _ = result
             self.notify(f"launched {what}: {run_id}")
-            self.app.follow(str(self.snap.runs_dir / name / run_id))
+            self.app.follow(str(runs_dir / name / run_id))
+        in_background(self, f"cannot launch {name}", lambda: launch_detached(
+            config, name, overrides, runs_dir, with_deps=with_deps), launched)
 
     def action_launch_with(self) -> None:
         name, config = self.selected(), self.snap.config

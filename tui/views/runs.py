@@ -16,7 +16,7 @@ from engine.launch import cancel
 from engine.live.snapshot import RunRow, Snapshot
 from engine.report.diff import diff_table
 from engine.runs.detached import resume_detached
-from tui.notices import reported
+from tui.notices import in_background
 from tui.screens import Confirm, Pager
 from tui.views.base import View, matches, restore_cursor, selected_key, state_text
 from tui.views.run import RunView, epoch_text
@@ -153,8 +153,9 @@ class RunsView(View):
             self.notify("mark two runs with space (or one, and put the cursor on the other), "
                         "then d")
             return
-        with reported(self, "cannot compare these runs"):
-            self.app.push_screen(Pager(diff_table(Path(pair[0]), Path(pair[1])).to_rich()))
+        in_background(self, "cannot compare these runs",
+                      lambda: diff_table(Path(pair[0]), Path(pair[1])).to_rich(),
+                      lambda table: self.app.push_screen(Pager(table)))
 
     def action_cancel_run(self) -> None:
         r = self.snap.row(self.app.active_view.selected_run())
@@ -167,8 +168,8 @@ class RunsView(View):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                with reported(self, f"cannot cancel {r.experiment}/{r.run_id}"):
-                    self.notify(cancel(Path(r.key)))
+                in_background(self, f"cannot cancel {r.experiment}/{r.run_id}",
+                              lambda: cancel(Path(r.key)), self.notify)
         self.app.push_screen(Confirm(
             f"Cancel [b]{r.experiment}/{r.run_id}[/b] ({r.state}, epoch {r.epoch}/{r.epochs})?"
             "\nIts last checkpoint stays and it can be resumed later (r)."), answered)
@@ -180,7 +181,9 @@ class RunsView(View):
         if r.state not in RESUMABLE:
             self.notify(f"{r.experiment}/{r.run_id} is {r.state}: nothing to resume")
             return
-        with reported(self, f"cannot resume {r.experiment}/{r.run_id}"):
-            resume_detached(Path(r.key), self.snap.runs_dir)
+        def resumed(_) -> None:
             self.app.watcher.rescan()  # its status changes from a finished state
             self.notify(f"resuming {r.experiment}/{r.run_id} from its last checkpoint")
+        runs_dir = self.snap.runs_dir
+        in_background(self, f"cannot resume {r.experiment}/{r.run_id}",
+                      lambda: resume_detached(Path(r.key), runs_dir), resumed)
