@@ -41,12 +41,14 @@ def make_console(args):
 
 
 def find(args, ref: str) -> Path:
+    """A run the user named: a path to its directory (anywhere), EXPERIMENT/RUN_ID or a
+    unique run id (inside the runs folder)."""
     runs_dir = runs_dir_loose(args)
-    path = rd.find_run(runs_dir, ref)
+    path = rd.find_run(runs_dir, ref, anywhere=True)
     if path is None:
-        raise RunError(f"no run matches {ref!r} in {runs_dir} (give a run directory "
-                       "inside it, EXPERIMENT/RUN_ID or a unique run id; --runs-dir names "
-                       "another runs folder)")
+        raise RunError(f"no run matches {ref!r}: not a run directory (one holding "
+                       f"{rd.STATUS}), nor EXPERIMENT/RUN_ID or a unique run id in "
+                       f"{runs_dir} (--runs-dir names another runs folder)")
     return path
 
 

@@ -18,6 +18,7 @@ from engine.cli.common import (
 )
 from engine.core import rundir as rd
 from engine.core.config import ConfigError, load
+from engine.core.settings import suggest
 from engine.core.table import PCT, TEXT, Table, fmt
 from engine.report.compare import compare_table
 from engine.report.overview import runs_table
@@ -136,11 +137,34 @@ def cmd_rerun(args) -> int:
 def cmd_status(args) -> int:
     runs_dir = runs_dir_loose(args)
     runs = launch.list_runs(runs_dir, args.experiment)
+    if args.experiment and not runs:
+        runs = _one_run(args, runs_dir, args.experiment)
     if not runs:
-        print(f"no runs in {runs_dir}")
+        print(f"no runs{f' of {args.experiment}' if args.experiment else ''} in {runs_dir}")
         return 0
     print_table(runs_table(runs[: args.limit] if args.limit else runs))
     return 0
+
+
+def _one_run(args, runs_dir: Path, name: str) -> list:
+    """`status NAME` where NAME has no runs folder: one run by reference, none for an
+    experiment declared but not run yet, else the usual one line (did you mean)."""
+    path = rd.find_run(runs_dir, name, anywhere=True)
+    if path is not None:
+        return [launch.load_run(path)]
+    known = [p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+        if runs_dir.is_dir() else []
+    cfg = config_path(args.config)
+    if cfg.exists():
+        try:
+            config = load(cfg)
+        except ConfigError:
+            config = None
+        if config and name in [*config.experiments, *config.sweeps, *config.ablations]:
+            return []
+        known += list(config.experiments) if config else []
+    raise ConfigError(f"no experiment or run named {name!r}{suggest(name, known)} "
+                      f"(runs folder {runs_dir}; python -m engine list shows the experiments)")
 
 
 def cmd_cancel(args) -> int:

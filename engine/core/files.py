@@ -12,8 +12,19 @@ from typing import Any
 from engine.core import faults
 
 
+def fsync_dir(folder: Path) -> None:
+    """A rename is durable only once its directory is on disk too (a power cut after
+    rename may otherwise bring back the old file, or none)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary name beside `path`, fsync, then rename over it."""
+    """Write to a temporary name beside `path`, fsync it, rename it over `path`, fsync
+    the directory."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -22,6 +33,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:  # a full disk, a signal: no temporary file left behind
         tmp.unlink(missing_ok=True)
         raise

@@ -272,10 +272,20 @@ def latest_done(runs_dir: Path, experiment: str) -> Run | None:
     return None
 
 
-def find_run(runs_dir: Path, ref: str) -> Path | None:
-    """A run given as a path, as EXPERIMENT/RUN_ID, or as a unique RUN_ID (prefix), and
-    only inside the runs folder: `../`, absolute paths elsewhere and symlinks that lead
-    out of it are refused (None), so nothing outside it is read or written."""
+def find_run(runs_dir: Path, ref: str, anywhere: bool = False) -> Path | None:
+    """A run given as a path, as EXPERIMENT/RUN_ID, or as a unique RUN_ID (prefix).
+    Confined to the runs folder: `../`, absolute paths elsewhere and symlinks that lead
+    out of it are refused (None), so that a reference read from a file or passed by the
+    app reads and writes nothing outside it. `anywhere`: the reference was typed by the
+    user, and a path to a directory holding a run is that run wherever it lives (runs
+    kept in /scratch, a colleague's run, another lab's)."""
+    if anywhere and ref:
+        try:
+            path = Path(ref).expanduser().resolve()
+            if path.is_dir() and (path / STATUS).is_file():
+                return path
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            pass
     root = Path(runs_dir).resolve()
     for cand in (Path(ref), root / ref):
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.core import faults
+from engine.core import faults, files
 from engine.core.errors import RunError
 from engine.train.optim import Plateau
 
@@ -32,6 +32,7 @@ def save(obj: dict, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        files.fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

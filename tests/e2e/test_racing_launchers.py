@@ -10,6 +10,7 @@ import time
 import pytest
 from conftest import ROOT, TINY, engine, env
 
+from engine import launch as executors
 from engine.core import rundir as rd
 
 # One CPU slot; a run that trains in well under a second, so that ten of them in a row
@@ -164,7 +165,7 @@ def test_a_queued_run_killed_leaks_no_slot_and_shows_lost(lab):
     os.kill(status_b["pid"], signal.SIGKILL)
     _wait_for(lambda: rd.load_run(c).state in rd.FINAL_STATES, 120, "C to end")
     assert rd.load_run(a).state == "done" and rd.load_run(c).state == "done"
-    assert launch.load_run(b).state == "lost"
+    assert executors.load_run(b).state == "lost"
     assert rd.parse_iso(rd.read_json(a / rd.STATUS)["ended"]) <= \
         rd.read_json(c / rd.STATUS)["segment_start"]
     rows = {line.split()[2]: line.split()[0] for line in engine(

@@ -89,3 +89,30 @@ def test_gallery_of_a_run_whose_data_is_gone_is_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: CIFAR-10 not found in {tmp_path / 'gone'}")
     assert proc.stderr.count("\n") == 1
+
+
+def test_atomic_writes_fsync_the_file_then_its_directory(tmp_path, monkeypatch):
+    """Power cut (issue #23): status.json and checkpoints are durable only when the file
+    is fsynced before the rename and its directory after it."""
+    import os
+    import stat
+
+    from engine.core import rundir as rd
+
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def replace(a, b):
+        calls.append("rename")
+        real_replace(a, b)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    rd.atomic_write_json(tmp_path / rd.STATUS, {"state": "running"})
+    assert calls == ["file", "rename", "dir"]
+    calls.clear()
+    checkpoint.save({"w": 1}, tmp_path / "last.pt")
+    assert calls == ["file", "rename", "dir"]

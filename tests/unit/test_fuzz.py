@@ -79,3 +79,21 @@ def test_symlinks_and_dotdot_out_of_the_runs_folder_are_refused(tmp_path):
     assert rd.find_run(runs, str(runs / "e" / "r1")) == (runs / "e" / "r1").resolve()
     for ref in ("e/link", str(outside), "../elsewhere", "e/../../elsewhere", ""):
         assert rd.find_run(runs, ref) is None, ref
+
+
+def test_a_typed_path_names_a_run_anywhere_and_nothing_else(tmp_path):
+    """What the user types at the CLI: a path to a run directory is that run wherever
+    it lives; a folder without status.json, or a name, still resolves only inside."""
+    from engine.core import rundir as rd
+
+    runs = tmp_path / "runs"
+    (runs / "e" / "r1").mkdir(parents=True)
+    (runs / "e" / "r1" / "status.json").write_text("{}")
+    elsewhere = tmp_path / "scratch" / "e" / "r9"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "status.json").write_text("{}")
+    assert rd.find_run(runs, str(elsewhere), anywhere=True) == elsewhere.resolve()
+    assert rd.find_run(runs, str(elsewhere)) is None  # from a file or the app: refused
+    assert rd.find_run(runs, str(elsewhere.parent), anywhere=True) is None  # no run there
+    assert rd.find_run(runs, "e/r1", anywhere=True) == (runs / "e" / "r1").resolve()
+    assert rd.find_run(runs, "r9", anywhere=True) is None  # ids resolve inside only
