@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from engine import paleo, tasks
-from engine.errors import ConfigError
-from engine.flops import count
-from engine.settings import Settings, apply_overrides
-from engine.step import Stepper
+from engine import tasks
+from engine.core.errors import ConfigError
+from engine.core.settings import Settings, apply_overrides
+from engine.measure.flops import count
+from engine.perf import paleo
+from engine.train.step import Stepper
 
 N = 4  # images per batch: x holds 2N views
 
