@@ -104,11 +104,15 @@ TASKS = {t.name: t for t in (
               "hidden": Option(2048, minimum=1, help="projection head's hidden width"),
               "dim": Option(128, minimum=1, help="projection size")},
              trains_features=True),
+    # Sources of each default: docs/ssl.md.
     TaskSpec("moco", "MoCo v2 (Chen et al. 2020): momentum key encoder, a queue of "
              "negatives, InfoNCE",
              {"temperature": Option(0.2, minimum=0.0, help="InfoNCE temperature"),
               "queue": Option(4096, minimum=1, help="negatives kept from earlier batches"),
-              "momentum": Option(0.99, minimum=0.0, help="key encoder's EMA decay"),
+              "momentum": Option(0.99, minimum=0.0, help="key encoder's EMA decay at the "
+                                 "start; rises to momentum_end on a cosine schedule"),
+              "momentum_end": Option(0.999, minimum=0.0, help="key encoder's EMA decay at "
+                                     "the end"),
               "hidden": Option(2048, minimum=1), "dim": Option(128, minimum=1)},
              trains_features=True),
     TaskSpec("byol", "BYOL (Grill et al. 2020): online and EMA target networks, predictor, "
@@ -119,15 +123,20 @@ TASKS = {t.name: t for t in (
              trains_features=True),
     TaskSpec("dino", "DINO (Caron et al. 2021): student and EMA teacher, centring and "
              "sharpening",
-             {"out_dim": Option(2048, minimum=1, help="prototypes"),
+             {"out_dim": Option(4096, minimum=1, help="prototypes"),
               "hidden": Option(2048, minimum=1), "bottleneck": Option(256, minimum=1),
               "student_temp": Option(0.1, minimum=0.0),
-              "teacher_temp": Option(0.04, minimum=0.0, help="after the warm-up"),
+              "teacher_temp": Option(0.07, minimum=0.0, help="after the warm-up"),
               "warmup_teacher_temp": Option(0.04, minimum=0.0),
-              "warmup_teacher_epochs": Option(0, minimum=0),
+              "warmup_teacher_epochs": Option(50, minimum=0, help="epochs of a linear "
+                                              "rise from warmup_teacher_temp"),
               "momentum": Option(0.996, minimum=0.0, help="teacher EMA decay at the start; "
                                  "rises to 1 on a cosine schedule"),
-              "center_momentum": Option(0.9, minimum=0.0)},
+              "center_momentum": Option(0.9, minimum=0.0),
+              "freeze_last_layer": Option(1, minimum=0, help="epochs at the start in which "
+                                          "the prototypes layer is not updated"),
+              "clip_grad": Option(3.0, minimum=0.0, help="largest gradient norm of each "
+                                  "student parameter (0: no clipping)")},
              trains_features=True),
     TaskSpec("jigsaw", "jigsaw puzzles (Noroozi and Favaro 2016): 3x3 tiles, a shared "
              "trunk per tile, classify the permutation",

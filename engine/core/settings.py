@@ -268,6 +268,14 @@ def check_consistency(s: Settings, where: Where) -> None:
         where.fail(f"ema is a decay below 1 (e.g. 0.999; 0 is off), got {s.ema}", "ema")
     if s.knn_t <= 0:
         where.fail(f"knn_t is the k-NN vote's temperature, above 0, got {s.knn_t}", "knn_t")
+    for key in ("moco_momentum", "moco_momentum_end", "byol_momentum", "dino_momentum"):
+        if getattr(s, key) > 1:
+            where.fail(f"{key} is an EMA decay in [0, 1] (e.g. 0.99), got {getattr(s, key)}",
+                       key)
+    for key in ("simclr_temperature", "moco_temperature", "dino_student_temp",
+                "dino_teacher_temp", "dino_warmup_teacher_temp"):
+        if getattr(s, key) <= 0:
+            where.fail(f"{key} is a softmax temperature, above 0, got {getattr(s, key)}", key)
     if TASKS[s.task].trains_features and not s.knn_every:
         where.fail(f'task = "{s.task}" trains features without labels: set knn_every = 1 '
                    "(or more): its best checkpoint is picked by k-NN accuracy", "knn_every")

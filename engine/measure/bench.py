@@ -134,6 +134,9 @@ class _Bench:
     def _forward(self, model):
         return lambda x, y: self.task.forward(model, x, y)
 
+    def _after_backward(self, model):
+        return lambda: self.task.after_backward(model)
+
     def model_alone(self) -> None:
         """The same training step on one batch prepared once, already normalised: the
         ceiling. The task makes the batch, so it has the shapes its forward expects
@@ -144,7 +147,8 @@ class _Bench:
                                               drop_last=True))
         x, y = prepare_batch(xb, yb, s, self.task, self.gen)
         x = self.norm(x)
-        self.time("model", lambda: optimise(self._forward(model), opt, x, y, self.autocast))
+        self.time("model", lambda: optimise(self._forward(model), opt, x, y, self.autocast,
+                                              self._after_backward(model)))
 
     def engine(self, profile_dir: Path | None, name: str) -> None:
         """What train.py does per step; then the same batches without the model."""
@@ -157,7 +161,8 @@ class _Bench:
 
         def engine_step():
             x, y = prepare_batch(*next(batches), s, task, self.gen)
-            optimise(self._forward(model), opt, self.norm(x), y, self.autocast)
+            optimise(self._forward(model), opt, self.norm(x), y, self.autocast,
+                     self._after_backward(model))
             if ema is not None:
                 ema.update(model, next(count))
 
@@ -190,7 +195,8 @@ class _Bench:
             xb, yb = next(it)
             x, y = task.train_views(xb.to(device, non_blocking=True),
                                     yb.to(device, non_blocking=True), self.gen)
-            optimise(self._forward(model), opt, x, y, nullcontext())
+            optimise(self._forward(model), opt, x, y, nullcontext(),
+                     self._after_backward(model))
 
         self.time("conventional", conventional_step, note=f"{workers} workers; {how}")
 

@@ -136,6 +136,8 @@ class TimingResult:
     ppp_bwd: float | None = None
     datasheet: paleo.Device | None = None
     datasheet_ppp: dict = field(default_factory=dict)
+    # the PPPs fitted with every leaf layer charged (the "all_layers" count)
+    ppp_all_layers: dict = field(default_factory=dict)
 
     def sum_fwd(self) -> float:
         return sum(t.fwd or 0.0 for t in self.layers)
@@ -151,6 +153,7 @@ class TimingResult:
             "sum_of_layers_forward_s": self.sum_fwd(),
             "sum_of_layers_backward_s": self.sum_bwd(),
             "ppp_forward": self.ppp_fwd, "ppp_backward": self.ppp_bwd,
+            "ppp_all_layers": self.ppp_all_layers,
             "datasheet": self.datasheet.name if self.datasheet else None,
             "datasheet_ppp": self.datasheet_ppp,
             "layers": [{"name": t.layer.name, "type": t.layer.type,
@@ -198,10 +201,11 @@ def _measure(model, name, x, clock: Clock, steps: int, warmup: int):
             statistics.median(whole_f), statistics.median(whole_b))
 
 
-def _ideal(layers: list, peak: float, bandwidth: float) -> tuple[float, float]:
-    """PALEO's forward and backward time of the leaf layers at 100% of these figures."""
-    return (sum(paleo.forward_time(t.layer, peak, bandwidth) for t in layers),
-            sum(paleo.backward_time(t.layer, peak, bandwidth) for t in layers))
+def _ideal(layers: list, peak: float, bandwidth: float,
+           how: str = "paleo") -> tuple[float, float]:
+    """PALEO's forward and backward time of the layers its count `how` charges (the
+    paper's conv, linear and pooling by default) at 100% of these figures."""
+    return paleo.network_time([t.layer for t in layers], peak, bandwidth, how)
 
 
 def run_timing(model_name: str, size: int, batch: int, classes: int, device_arg: str,
@@ -228,11 +232,17 @@ def run_timing(model_name: str, size: int, batch: int, classes: int, device_arg:
     ideal_f, ideal_b = _ideal(result.layers, peak, bw)
     result.ppp_fwd = paleo.fit_ppp(ideal_f, whole_f)
     result.ppp_bwd = paleo.fit_ppp(ideal_b, whole_b)
-    for t in result.layers:
+    all_f, all_b = _ideal(result.layers, peak, bw, "all_layers")
+    result.ppp_all_layers = {"forward": paleo.fit_ppp(all_f, whole_f),
+                             "backward": paleo.fit_ppp(all_b, whole_b)}
+    strict = {id(x) for _, x in paleo.counted(report.layers)}
+    for i, t in enumerate(result.layers):
+        if id(t.layer) not in strict:
+            continue  # PALEO's count leaves it out: no prediction
         if result.ppp_fwd:
             t.pred_fwd = paleo.forward_time(t.layer, peak, bw, result.ppp_fwd)
         if result.ppp_bwd:
-            t.pred_bwd = paleo.backward_time(t.layer, peak, bw, result.ppp_bwd)
+            t.pred_bwd = paleo.backward_time(t.layer, peak, bw, result.ppp_bwd, i == 0)
     sheet = paleo.match_device(figures["device"]) if device.type == "cuda" else None
     if sheet is not None:
         sheet_f, sheet_b = _ideal(result.layers, sheet.fp32, sheet.bandwidth)
@@ -272,7 +282,11 @@ def timing_table(r: TimingResult) -> Table:
          f"(read + write); medians of {r.steps} steps"),
         (f"fitted PPP (PALEO at these figures matches the whole pass): forward "
          f"{_pct(r.ppp_fwd)}, backward {_pct(r.ppp_bwd)}; PALEO columns are at those "
-         "PPPs, so each sums to the whole pass"),
+         "PPPs, so each sums to the whole pass; PALEO's count: conv, linear and pooling "
+         "layers only (the others show -)"),
+        (f"with every leaf layer charged (BatchNorm, activations too): PPP forward "
+         f"{_pct(r.ppp_all_layers.get('forward'))}, backward "
+         f"{_pct(r.ppp_all_layers.get('backward'))}" if r.ppp_all_layers else ""),
         (f"sum of layers / whole pass: forward {r.sum_fwd() / r.whole_fwd:.2f}, backward "
          f"{r.sum_bwd() / r.whole_bwd:.2f}" if r.whole_fwd and r.whole_bwd else ""),
     ]

@@ -8,11 +8,15 @@ A layer's time is PALEO's sum of its three phases, each at a platform percent of
                                     W = bytes written / bandwidth
 
 R reads the layer's inputs and weights, W writes its outputs (PALEO section 3.1; its
-backward pass reads the output gradient, the inputs and the weights, and writes the
-input and weight gradients). PALEO's one efficiency knob, PPP, scales compute and memory
+backward pass is two kernels, each reading the output gradient: see backward_time). PALEO's one efficiency knob, PPP, scales compute and memory
 alike, so the model's whole-network time is ideal_time / PPP and the PPP that makes it
 match a measured time is ideal / measured (fit_ppp). The sum is PALEO's choice; a
 roofline would take max(R + W, C) per layer instead, which is never larger.
+
+The default count is the paper's: convolution, fully connected and pooling layers only
+(STRICT_TYPES), so that a fitted PPP can be set beside the paper's; "all_layers" also
+charges BatchNorm, activations and the other elementwise layers. The model is of one
+device: with several GPUs, PALEO adds a communication term that is not modelled here.
 """
 from __future__ import annotations
 
@@ -112,11 +116,46 @@ def forward_time(layer: Layer, peak: float, bandwidth: float, ppp: float = 1.0) 
                       peak, bandwidth, ppp)
 
 
-def backward_time(layer: Layer, peak: float, bandwidth: float, ppp: float = 1.0) -> float:
-    """Reads the output gradient, the inputs and the weights; writes the input and the
-    weight gradients."""
-    return phase_time(layer.flops_bwd, layer.out_bytes + layer.in_bytes + layer.weight_bytes,
-                      layer.in_bytes + layer.weight_bytes, peak, bandwidth, ppp)
+def backward_time(layer: Layer, peak: float, bandwidth: float, ppp: float = 1.0,
+                  first: bool = False) -> float:
+    """PALEO's two backward kernels: dX reads the output gradient dY and the weights and
+    writes dX; dW reads the inputs and dY and writes dW, so dY is read twice. A layer
+    without weights has the dX kernel only (reading dY and its inputs); the network's
+    first layer writes no dX (nothing upstream needs it)."""
+    weighted = layer.weight_bytes > 0
+    read = (2 if weighted else 1) * layer.out_bytes + layer.in_bytes + layer.weight_bytes
+    write = (0.0 if first else layer.in_bytes) + layer.weight_bytes
+    return phase_time(layer.flops_bwd, read, write, peak, bandwidth, ppp)
+
+
+# The layers PALEO's paper counts (section 3.1: convolution, pooling, fully connected);
+# BatchNorm, activations, additions and other elementwise layers are left out.
+STRICT_TYPES = frozenset({
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "Linear", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d", "AdaptiveMaxPool3d"})
+# "paleo": the paper's strict count, the default; "all_layers": every leaf module charged
+# (what this lab reported before; 6-49% above the strict figure on the CIFAR models).
+COUNTS = ("paleo", "all_layers")
+
+
+def counted(layers: list, how: str = "paleo") -> list[tuple[bool, Layer]]:
+    """(is the network's first layer, layer) for each layer the count `how` charges."""
+    if how not in COUNTS:
+        raise ValueError(f"count {how!r}: one of {', '.join(COUNTS)}")
+    return [(i == 0, x) for i, x in enumerate(layers)
+            if how == "all_layers" or x.type in STRICT_TYPES]
+
+
+def network_time(layers: list, peak: float, bandwidth: float, how: str = "paleo",
+                 ppp: float = 1.0) -> tuple[float, float]:
+    """The whole network's forward and backward time: its layers' sum under count `how`.
+    One device: PALEO's data-parallel communication term is not modelled (the engine
+    trains a forecast's runs on one GPU each)."""
+    kept = counted(layers, how)
+    return (sum(forward_time(x, peak, bandwidth, ppp) for _, x in kept),
+            sum(backward_time(x, peak, bandwidth, ppp, first) for first, x in kept))
 
 
 def compute_time(flops: float, peak: float) -> float:

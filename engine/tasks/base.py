@@ -46,6 +46,9 @@ class Task:
         out = model(x)
         return self.loss(out, y), out, y
 
+    def after_backward(self, model) -> None:
+        """Between backward and the optimiser's update (gradient clipping, freezing)."""
+
     def after_step(self, model, step: int, total_steps: int) -> None:
         """After the optimiser's update (momentum encoders follow the model here)."""
 

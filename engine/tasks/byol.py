@@ -1,6 +1,7 @@
 """BYOL (Grill et al. 2020): the online network (backbone, projection, predictor) predicts
 an EMA target network's projection of the other view; no negatives. The target's momentum
-rises to 1 on a cosine schedule, so it settles as training ends."""
+rises to 1 on a cosine schedule, so it settles as training ends. The loss is the paper's
+scale: 2 - 2 cos, summed over both directions."""
 from __future__ import annotations
 
 import copy
@@ -36,11 +37,15 @@ class BYOL(TwoViews):
             return self.pair_loss(p, z), None, None
 
     def pair_loss(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Symmetric: view 1's prediction against view 2's target projection and back;
-        p and z hold both views stacked. No gradient reaches the target."""
+        """The paper's loss (Grill et al. 2020, eq. 2): 2 - 2 cos of view 1's prediction
+        and view 2's target projection, plus the same the other way, each averaged over
+        the batch; p and z hold both views stacked. 4 + 4x lightly's mean negative cosine
+        averaged over the directions: the same optimum with 4x its gradient, so that a
+        published learning rate means what it says. No gradient reaches the target."""
         p1, p2 = self.halves(p)
         z1, z2 = self.halves(z.detach())
-        return 0.5 * (self.criterion(p1, z2) + self.criterion(p2, z1))
+        # NegativeCosineSimilarity is -mean(cos): 2 - 2 mean(cos) is 2 + 2 criterion
+        return (2 + 2 * self.criterion(p1, z2)) + (2 + 2 * self.criterion(p2, z1))
 
     def momentum(self, step: int, total_steps: int) -> float:
         from lightly.utils.scheduler import cosine_schedule

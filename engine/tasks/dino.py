@@ -2,7 +2,9 @@
 prototypes) matches the softmax of an EMA teacher on the other view. The teacher's output
 is centred (a running mean, the loss's `center` buffer) and sharpened (a low temperature,
 warmed up over the first epochs): the two together keep it from collapsing. Two global
-views only: at 32 px there is little left for multi-crop's small crops."""
+views only: at 32 px there is little left for multi-crop's small crops. As the official
+code: the prototypes layer stays fixed for the first dino_freeze_last_layer epochs and
+each student parameter's gradient norm is clipped at dino_clip_grad."""
 from __future__ import annotations
 
 import copy
@@ -28,7 +30,8 @@ class DINO(TwoViews):
         s = self.s
 
         def head():
-            return DINOProjectionHead(width, s.dino_hidden, s.dino_bottleneck, s.dino_out_dim)
+            return DINOProjectionHead(width, s.dino_hidden, s.dino_bottleneck, s.dino_out_dim,
+                                      freeze_last_layer=s.dino_freeze_last_layer)
 
         self.head = head()
         # The head's weight-normed last layer cannot be deep-copied: the teacher gets a fresh
@@ -54,6 +57,23 @@ class DINO(TwoViews):
         with self.fp32(student[0]):
             loss = self.criterion(list(teacher), list(student), epoch=self.epoch)
         return loss, None, None
+
+    def after_backward(self, model) -> None:
+        if self.s.dino_clip_grad:
+            self.clip(model, self.head, self.s.dino_clip_grad)
+        # no gradient, so that the optimiser leaves the layer as it is (no decay either)
+        self.head.cancel_last_layer_gradients(self.epoch)
+
+    @staticmethod
+    @torch.no_grad()
+    def clip(model, head, clip: float) -> None:
+        """The official code's clip_gradients: each parameter's gradient scaled down to a
+        norm of at most `clip` on its own (not one norm over all of them), here without a
+        host sync per parameter."""
+        grads = [p.grad for m in (model, head) for p in m.parameters() if p.grad is not None]
+        if grads:
+            norms = torch._foreach_norm(grads)
+            torch._foreach_mul_(grads, [(clip / (n + 1e-6)).clamp_(max=1.0) for n in norms])
 
     def after_step(self, model, step: int, total_steps: int) -> None:
         from lightly.models.utils import update_momentum

@@ -36,8 +36,11 @@ def features(model, model_name: str, split, norm, autocast, device, batch: int):
 
 def knn_accuracy(train_f, train_y, test_f, test_y, k: int = 200, t: float = 0.1,
                  chunk: int = 1024) -> float:
-    """Weighted k-NN on cosine similarity (Wu et al. 2018): each test image's k nearest
-    train images vote for their class with weight exp(similarity / t)."""
+    """Weighted k-NN on cosine similarity (the vote of Wu et al. 2018): each test image's
+    k nearest train images vote for their class with weight exp(similarity / t). The
+    defaults, k = 200 and t = 0.1, are the MoCo CIFAR-10 demo's monitor and lightly's
+    (Wu et al. used t = 0.07; solo-learn's online k-NN k = 20, t = 0.07): knn_k and knn_t
+    set them."""
     train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
     classes = int(max(train_y.max(), test_y.max())) + 1
     k = min(k, len(train_f))

@@ -65,13 +65,16 @@ def prepare_batch(xb: torch.Tensor, yb: torch.Tensor, s: Settings, task, gen: to
     return task.train_views(xb, yb, gen)
 
 
-def optimise(forward, opt, x, y, autocast):
+def optimise(forward, opt, x, y, autocast, after_backward=None):
     """One training step: `forward(x, y)` -> (loss, logits or None, targets or None) under
-    autocast (the loss in fp32), backward, update."""
+    autocast (the loss in fp32), backward, `after_backward()` (a task's gradient clipping
+    or freezing), update."""
     with autocast:
         loss, out, target = forward(x, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if after_backward is not None:
+        after_backward()
     opt.step()
     return loss, out, target
 
@@ -89,14 +92,17 @@ class Stepper:
 
     def __call__(self, opt, x, y, autocast):
         if not self.first:
-            return optimise(self._forward, opt, x, y, autocast)
+            return optimise(self._forward, opt, x, y, autocast, self._after_backward)
         self.first = False
         try:
-            return optimise(self._forward, opt, x, y, autocast)
+            return optimise(self._forward, opt, x, y, autocast, self._after_backward)
         except Exception as exc:
             self.log(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly")
             self.fn = self.model
-            return optimise(self._forward, opt, x, y, autocast)
+            return optimise(self._forward, opt, x, y, autocast, self._after_backward)
+
+    def _after_backward(self):
+        self.task.after_backward(self.model)
 
     def _forward(self, x, y):
         return self.task.forward(self.fn, x, y)

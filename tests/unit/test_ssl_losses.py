@@ -27,13 +27,14 @@ def _views():
     return torch.randn(2 * N, 3, 4, 4, generator=torch.Generator().manual_seed(1))
 
 
-def test_byol_loss_is_the_symmetric_negative_cosine_written_out():
+def test_byol_loss_is_the_papers_2_minus_2cos_summed_over_both_directions():
     task, _, _ = _task("byol", byol_hidden=8, byol_dim=2)
     # One image, two views: p = [p1; p2] predictions, z = [z1; z2] target projections.
     p = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     z = torch.tensor([[3.0, 3.0], [0.0, -1.0]], requires_grad=True)
     # cos(p1, z2) = cos([1,0], [0,-1]) = 0; cos(p2, z1) = cos([0,2], [3,3]) = 1/sqrt(2)
-    expected = -0.5 * (0.0 + 1 / math.sqrt(2))
+    # Grill et al. eq. 2, summed both ways: (2 - 2 * 0) + (2 - 2 / sqrt(2))
+    expected = (2 - 2 * 0.0) + (2 - 2 / math.sqrt(2))
     loss = task.pair_loss(p, z)
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     assert not loss.requires_grad  # the target side is detached: nothing flows back
@@ -76,7 +77,7 @@ def test_moco_key_encoder_is_frozen_and_the_queue_fills_with_keys():
     loss.backward()
     assert out is None and target is None and torch.isfinite(loss)
     # Both views' keys went in (2N rows), normalised, and nothing else moved.
-    assert int(bank.bank_ptr) == 2 * N
+    assert bank.ptr == 2 * N
     assert not torch.equal(bank.bank[:2 * N], queue0[:2 * N])
     torch.testing.assert_close(bank.bank[2 * N:], queue0[2 * N:])
     torch.testing.assert_close(bank.bank[:2 * N].norm(dim=1), torch.ones(2 * N))
@@ -90,7 +91,7 @@ def test_moco_key_encoder_is_frozen_and_the_queue_fills_with_keys():
     fresh, _, _ = _task("moco", moco_hidden=8, moco_dim=4, moco_queue=16)
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.criterion.memory_bank.bank, bank.bank)
-    assert int(fresh.criterion.memory_bank.bank_ptr) == 2 * N
+    assert fresh.criterion.memory_bank.ptr == 2 * N
     torch.testing.assert_close(fresh.key[0][1].weight, task.key[0][1].weight)
 
 
