@@ -65,3 +65,19 @@ def write_uneven_folder(root):
                 Image.fromarray(arr).save(root / split / c / f"{i}.{'jpg' if i % 2 else 'png'}")
                 written.append((w, h))
     return written
+
+
+def dino_loss_probe(loss_fn, n, dim=16):
+    """DINO's loss on a fixed teacher/student pair as a function of its keywords (epoch,
+    teacher_temp), the centre put back after each call so that calls compare."""
+    import torch
+
+    teacher = list(torch.randn(2, n, dim, generator=torch.Generator().manual_seed(2)))
+    student = list(torch.randn(2, n, dim, generator=torch.Generator().manual_seed(3)))
+
+    def loss(**kw):
+        center = loss_fn.center.clone()
+        value = loss_fn(teacher, student, **kw).item()
+        loss_fn.center.copy_(center)
+        return value
+    return loss

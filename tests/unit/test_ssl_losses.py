@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from makers import dino_loss_probe
 from torch import nn
 
 from engine import tasks
@@ -103,15 +104,7 @@ def _dino(**opts):
 
 def test_dino_teacher_temperature_warms_up_with_the_epoch():
     task, model, _ = _dino()
-    loss_fn = task.criterion
-    teacher = list(torch.randn(2, N, 16, generator=torch.Generator().manual_seed(2)))
-    student = list(torch.randn(2, N, 16, generator=torch.Generator().manual_seed(3)))
-
-    def loss(**kw):  # the loss without moving the centre
-        center = loss_fn.center.clone()
-        value = loss_fn(teacher, student, **kw).item()
-        loss_fn.center.copy_(center)
-        return value
+    loss = dino_loss_probe(task.criterion, N)
 
     assert loss(epoch=0) == pytest.approx(loss(teacher_temp=0.04))  # warm-up starts cold
     assert loss(epoch=2) == pytest.approx(loss(teacher_temp=0.07))  # and ends at teacher_temp

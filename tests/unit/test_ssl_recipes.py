@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 import torch
+from makers import dino_loss_probe
 from torch import nn
 
 from engine import tasks
@@ -109,15 +110,7 @@ def test_dino_teacher_temperature_follows_the_default_warm_up():
     task, _, _ = _dino()
     assert (task.s.dino_warmup_teacher_temp, task.s.dino_teacher_temp,
             task.s.dino_warmup_teacher_epochs) == (0.04, 0.07, 50)
-    loss_fn = task.criterion
-    teacher = list(torch.randn(2, N, 16, generator=torch.Generator().manual_seed(2)))
-    student = list(torch.randn(2, N, 16, generator=torch.Generator().manual_seed(3)))
-
-    def loss(**kw):  # the loss without moving the centre
-        center = loss_fn.center.clone()
-        value = loss_fn(teacher, student, **kw).item()
-        loss_fn.center.copy_(center)
-        return value
+    loss = dino_loss_probe(task.criterion, N)
 
     # linear over epochs 0..49 (the official code's np.linspace), then teacher_temp
     for epoch, temp in ((0, 0.04), (21, 0.04 + 0.03 * 21 / 49), (49, 0.07), (80, 0.07)):
