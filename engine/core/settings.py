@@ -136,8 +136,9 @@ class _Settings:
     seed: int = 0
     device: str = rule("auto", ("auto", "cpu", "cuda"))
     gpus: int = rule(1, minimum=1)
-    amp: bool = True
-    channels_last: bool = True
+    # auto: on with CUDA, off on the CPU (step.decide); true/false ask for it anywhere
+    amp: str = rule("auto", ("auto", True, False))
+    channels_last: str = rule("auto", ("auto", True, False))
     compile: bool = False
     knn_every: int = rule(0, minimum=0)
     knn_k: int = rule(200, minimum=1)
@@ -232,11 +233,17 @@ def check_setting(key: str, value: Any, where: Where) -> Any:
                                               for v in value):
             where.fail(f"{key} must be a list of {type_name(item)[2:]}s, got {value!r}", key)
         return tuple(value)
+    if any(isinstance(c, bool) for c in meta.get("choices", ())):  # auto, true, false
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            where.fail(f"{key} must be \"auto\", true or false, got {value!r}", key)
     if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
         where.fail(f"{key} must be {type_name(want)}, got {value!r}", key)
     if meta.get("choices") and value not in meta["choices"]:
-        where.fail(f"{key} = {value!r} is not one of {', '.join(meta['choices'])}"
-                   f"{suggest(value, meta['choices'])}", key)
+        names = [str(c).lower() if isinstance(c, bool) else c for c in meta["choices"]]
+        where.fail(f"{key} = {value!r} is not one of {', '.join(names)}"
+                   f"{suggest(value, names)}", key)
     if meta.get("minimum") is not None and value < meta["minimum"]:
         where.fail(f"{key} must be at least {meta['minimum']:g}, got {value!r}", key)
     return value

@@ -30,7 +30,9 @@ from engine.models.weights import normalizer
 from engine.report.export import export_table
 from engine.train.optim import Ema
 from engine.train.step import (
+    Stepper,
     autocast_for,
+    decide,
     optimise,
     pick_device,
     prepare_batch,
@@ -47,13 +49,12 @@ EXPLAIN = ("model alone: random tensors made once on the device; engine: device-
 
 
 def _model(s: Settings, task, num_classes: int, device, fast: bool):
-    """The model and optimiser as train.py builds them; `fast` keeps channels_last and
-    compile as configured, else a plain fp32 contiguous model (the conventional path)."""
+    """The model and optimiser as train.py builds them; `fast` keeps channels_last as
+    decided, else a plain fp32 contiguous model (the conventional path)."""
     torch.manual_seed(s.seed)
     if not fast:
         s = dataclasses.replace(s, channels_last=False)
-    model, opt = trainable_model(s, task, num_classes, device)
-    return (torch.compile(model) if fast and s.compile else model), opt
+    return trainable_model(s, task, num_classes, device)
 
 
 def _cycle(make_iter):
@@ -114,11 +115,12 @@ class _Bench:
         self.s, self.steps, self.warmup = s, steps, warmup
         self.device = pick_device(s.device)
         self.cuda = self.device.type == "cuda"
+        self.effective = decide(s, self.device)
         self.data = load_dataset(s).place(self.device, s.data_placement)
         self.task = tasks.build(s)
         self.classes = len(self.data.classes)
         self.per_step = self.task.images_per_step(s.batch_size)
-        self.autocast = autocast_for(self.device, s.amp)
+        self.autocast = autocast_for(self.device, self.effective.bf16)
         self.norm, _ = normalizer(s, self.data, self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(s.seed)
         self.rows: dict[str, dict] = {}
@@ -137,6 +139,13 @@ class _Bench:
     def _after_backward(self, model):
         return lambda: self.task.after_backward(model)
 
+    def _stepper(self, model):
+        """The run's step, compile fallback included: a compile failure is recorded in the
+        result, not the end of the bench."""
+        def fell_back(line):
+            self.effective = self.effective.fell_back(line, compiled=False)
+        return Stepper(model, self.task, self.effective.compiled, lambda line: None, fell_back)
+
     def model_alone(self) -> None:
         """The same training step on one batch prepared once, already normalised: the
         ceiling. The task makes the batch, so it has the shapes its forward expects
@@ -147,8 +156,8 @@ class _Bench:
                                               drop_last=True))
         x, y = prepare_batch(xb, yb, s, self.task, self.gen)
         x = self.norm(x)
-        self.time("model", lambda: optimise(self._forward(model), opt, x, y, self.autocast,
-                                              self._after_backward(model)))
+        step = self._stepper(model)
+        self.time("model", lambda: step(opt, x, y, self.autocast))
 
     def engine(self, profile_dir: Path | None, name: str) -> None:
         """What train.py does per step; then the same batches without the model."""
@@ -158,11 +167,11 @@ class _Bench:
                                                          seed=s.seed, drop_last=True))
         ema = Ema(model, s.ema) if s.ema else None
         count = itertools.count()
+        step = self._stepper(model)
 
         def engine_step():
             x, y = prepare_batch(*next(batches), s, task, self.gen)
-            optimise(self._forward(model), opt, self.norm(x), y, self.autocast,
-                     self._after_backward(model))
+            step(opt, self.norm(x), y, self.autocast)
             if ema is not None:
                 ema.update(model, next(count))
 
@@ -210,8 +219,9 @@ class _Bench:
         return {
             "settings": {**{k: getattr(s, k) for k in (
                 "task", "rotation_mode", "dataset", "model", "image_size", "batch_size",
-                "compile", "augment", "cutout")}, "bf16": self.cuda and s.amp,
-                "channels_last": self.cuda and s.channels_last},
+                "compile", "augment", "cutout")}, "bf16": self.effective.bf16,
+                "channels_last": self.effective.channels_last},
+            "effective": self.effective.record(),
             "images_per_step": self.per_step, "train_images": len(self.data.train),
             "data": self.data.source, "rows": [rows[m] for m in MODES],
         }

@@ -16,7 +16,7 @@ from engine.core.table import INT, RATE, TEXT, Table
 from engine.data.datasets import num_classes
 from engine.models.zoo import build_model
 from engine.report.export import export_table, pyplot, save_figure
-from engine.train.step import autocast_for, optimise, pick_device
+from engine.train.step import autocast_for, decide, optimise, pick_device
 
 CPU_CAP = 64
 
@@ -48,7 +48,7 @@ def measure(model, batch: int, image_size: int, num_classes: int, device: torch.
     """Images/s of full training steps (forward, backward, SGD step) on random tensors
     already on the device, timed after warm-up."""
     x = torch.randn(batch, 3, image_size, image_size, device=device)
-    if device.type == "cuda" and channels_last:
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -62,15 +62,15 @@ def measure(model, batch: int, image_size: int, num_classes: int, device: torch.
 
 
 def sweep_batches(make_model, image_size: int, num_classes: int, device: torch.device,
-                  max_batch: int, steps: int = 10, warmup: int = 3, amp: bool = True,
-                  channels_last: bool = True) -> tuple[list[dict], int | None, str]:
+                  max_batch: int, steps: int = 10, warmup: int = 3, amp: bool = False,
+                  channels_last: bool = False) -> tuple[list[dict], int | None, str]:
     """Rows for batch 1, 2, 4, ... up to max_batch; stops at the first out-of-memory
     error. Returns (rows, largest batch that fits, why it stopped)."""
     rows, largest, why = [], None, f"reached the cap of {max_batch}"
     batch = 1
     while batch <= max_batch:
         model = make_model().to(device).train()
-        if device.type == "cuda" and channels_last:
+        if channels_last:
             model = model.to(memory_format=torch.channels_last)
         try:
             rows.append(measure(model, batch, image_size, num_classes, device, steps, warmup,
@@ -100,9 +100,10 @@ def run_throughput(s: Settings, name: str, out_dir: Path, max_batch: int = 0,
     # a task that trains features is timed with a classifier head of the dataset's size
     outputs = tasks.build(s).outputs(num_classes(s)) or num_classes(s)
     size = input_size(s)
+    eff = decide(s, device)
     rows, largest, why = sweep_batches(
         lambda: build_model(s.model, outputs, size, s.activation, s.dropout),
-        size, outputs, device, cap, steps, warmup, s.amp, s.channels_last)
+        size, outputs, device, cap, steps, warmup, eff.bf16, eff.channels_last)
     gpu = torch.cuda.get_device_name(device) if cuda else "CPU"
     table = Table(f"Throughput of {s.model} at {size}px on {gpu}",
                   [("Batch", INT), ("images/s", RATE), ("step ms", RATE), ("peak MiB", RATE),

@@ -49,8 +49,8 @@ def normalizer(s: Settings, data, device: torch.device) -> tuple[Normalizer, str
         pub = _published(s)
         meta = tvm.get_model_weights(s.model)[pub.name].transforms()
         mean, std, stats = tuple(meta.mean), tuple(meta.std), f"{pub.name}'s mean/std"
-    norm = Normalizer(mean, std, device, device.type == "cuda" and s.channels_last,
-                      s.image_size, size)
+    from .step import decide  # step imports the models; weights is imported before them
+    norm = Normalizer(mean, std, device, decide(s, device).channels_last, s.image_size, size)
     resized = (f" (stored {s.image_size}px, resized per batch on the device)"
                if size != s.image_size else "")
     return norm, f"input: {size}px{resized}, {stats}"

@@ -168,7 +168,9 @@ class Jigsaw(FeatureTask):
     def train_views(self, x, y, gen):
         """Nine tiles per image, shuffled by a random permutation of the set, as one uint8
         batch (B*9, C, t, t) in [image][position] order; targets: the permutation index."""
-        perms = self.perms.to(x.device)
+        if self.perms.device != x.device:  # moved once, not copied every step
+            self.perms = self.perms.to(x.device)
+        perms = self.perms
         idx = torch.randint(0, self.count, (len(x),), device=x.device, generator=gen)
         tiles = shuffle_tiles(cut_tiles(x, gen), perms[idx])
         return tiles.flatten(0, 1).contiguous(), idx

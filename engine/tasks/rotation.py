@@ -18,10 +18,10 @@ def rotate_batch(x: torch.Tensor, mode: str, gen: torch.Generator | None = None)
         xs = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
         return xs, torch.arange(4, device=x.device).repeat_interleave(b)
     ks = torch.randint(0, 4, (b,), device=x.device, generator=gen)
-    out = x.clone()
+    # torch.where, not boolean masks: a mask index is a nonzero(), which waits for the GPU
+    out = x
     for k in (1, 2, 3):
-        m = ks == k
-        out[m] = torch.rot90(x[m], k, dims=(2, 3))
+        out = torch.where((ks == k).view(-1, 1, 1, 1), torch.rot90(x, k, dims=(2, 3)), out)
     return out, ks
 
 

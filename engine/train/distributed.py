@@ -49,7 +49,13 @@ def from_env() -> Ranks | None:
     if world <= 1:
         return None
     rank = int(os.environ.get("RANK", "0"))
-    return Ranks(rank, world, int(os.environ.get("LOCAL_RANK", rank)))
+    # the rank on this node picks the GPU: RANK is that only on one node (srun without
+    # torchrun sets SLURM_LOCALID); with neither, LOCAL_WORLD_SIZE nodes of equal size
+    local = os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID")
+    if local is None:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+        local = rank % per_node
+    return Ranks(rank, world, int(local))
 
 
 def _free_port() -> int:

@@ -34,7 +34,10 @@ def environment(device) -> dict:
            "cudnn": (torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
                      else None),
            "host": socket.gethostname(), "platform": platform.platform(),
-           "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "device": str(device)}
+           "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "device": str(device),
+           # what the run set for itself (step.configure_backends)
+           "cudnn_benchmark": torch.backends.cudnn.benchmark,
+           "float32_matmul_precision": torch.get_float32_matmul_precision()}
     if getattr(device, "type", "") == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update(gpu=props.name, gpu_memory_mb=props.total_memory // 2**20,

@@ -30,6 +30,8 @@ from engine.train.records import epoch_line, summarize, trim_metrics, write_pred
 from engine.train.step import (
     Stepper,
     autocast_for,
+    configure_backends,
+    decide,
     pick_device,
     prepare_batch,
     trainable_model,
@@ -50,6 +52,7 @@ class Epoch:
     train_s: float  # training steps only
     images: int
     started: float  # time.time() at its start; epoch_s counts evaluation too
+    peak_mb: float | None = None  # CUDA memory peak of the training steps alone
 
 
 class Run:
@@ -73,6 +76,9 @@ class Run:
         self.device = pick_device(s.device)
         if self.ranks.distributed:
             self.device = distributed.join(self.ranks, self.device)
+        self.effective = decide(s, self.device)
+        configure_backends(self.device, self.effective)
+        self.status["effective"] = self.effective.record()
         t0 = time.time()
         data = load_dataset(s)
         if self.main:
@@ -101,16 +107,25 @@ class Run:
                          f"{', '.join(skipped) or 'none'}")
 
         self.model, self.opt = trainable_model(s, self.task, len(self.data.classes),
-                                               self.device, load)
+                                               self.device, load,
+                                               self.effective.channels_last)
         self.ema = Ema(self.model, s.ema) if s.ema else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
         self.norm, line = weights.normalizer(s, self.data, self.device)
         self.log(line)
-        self.autocast = autocast_for(self.device, s.amp)
+        self.autocast = autocast_for(self.device, self.effective.bf16)
         trained = (distributed.wrap(self.model, self.device) if self.ranks.distributed
                    else self.model)  # DDP averages the gradients; self.model stays unwrapped
-        self.stepper = Stepper(trained, self.task, s.compile, self.log)
+        self.stepper = Stepper(trained, self.task, self.effective.compiled, self.log,
+                               self.fell_back)
         return state
+
+    def fell_back(self, line: str) -> None:
+        """torch.compile failed at the first step: the run goes on eagerly, and says so."""
+        self.effective = self.effective.fell_back(line, compiled=False)
+        self.status["effective"] = self.effective.record()
+        if self.main:
+            rd.atomic_write_json(self.dir / rd.STATUS, self.status)
 
     def write_provenance(self, data) -> None:
         """provenance.json at every start (a resume records where it resumed); a rerun
@@ -227,8 +242,11 @@ class Run:
                 break
         if r.distributed:  # the ranks leave the epoch together, stopped or not
             _, self.agreed_stop = distributed.agree(loss_sum, self.stop.signal is not None)
+        peak = None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device) / 2**20
+            torch.cuda.reset_peak_memory_stats(device)  # evaluation's peak is its own
         if self.stopped:
             return Epoch(None, None, lr, time.time() - t0, seen, t0)
         if r.distributed:
@@ -238,7 +256,7 @@ class Run:
         else:
             loss_total, right = loss_sum.item(), correct.item()
         return Epoch(loss_total / seen, right / scored if scored else None, lr,
-                     time.time() - t0, seen, t0)
+                     time.time() - t0, seen, t0, peak)
 
     def step_loss(self, loss: torch.Tensor) -> float:
         """The loss a step line records; over several ranks their mean, and the one
@@ -268,8 +286,9 @@ class Run:
                   "train_acc": result.train_acc, **self.measure(epoch), "lr": result.lr,
                   "images_per_s": result.images / result.train_s if result.train_s > 0
                   else None,
-                  "gpu_mem_peak_mb": (torch.cuda.max_memory_allocated(self.device) / 2**20
-                                      if cuda else None),
+                  "gpu_mem_peak_mb": result.peak_mb,  # training steps; evaluation's below
+                  "gpu_mem_eval_peak_mb": (torch.cuda.max_memory_allocated(self.device) / 2**20
+                                           if cuda else None),
                   "epoch_s": time.time() - result.started}
         preds = record.pop("preds")
         watched = record.get("val_loss", record["test_loss"])

@@ -71,17 +71,29 @@ class Ema:
 
     def __init__(self, model, decay: float):
         self.decay, self.now = decay, 0.0
-        self.averaged = AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=True)
+        # AveragedModel for its copy of the model and its state_dict (the checkpoints'
+        # layout), not its update_parameters: that copies its CPU counter to the device
+        # and back every step, a blocking copy each time
+        self.averaged = AveragedModel(model, use_buffers=True)
         self.module = self.averaged.module
-
-    def update(self, model, step: int) -> None:
-        self.now = min(self.decay, (1 + step) / (10 + step))
-        self.averaged.update_parameters(model)
+        self._lists = None
 
     @torch.no_grad()
-    def _lerp(self, averaged, current, _n):
-        if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, 1 - self.now)
-        else:  # integer buffers (BatchNorm's batch count) follow the model
-            for a, c in zip(averaged, current):
-                a.copy_(c)
+    def update(self, model, step: int) -> None:
+        self.now = min(self.decay, (1 + step) / (10 + step))
+        if self._lists is None or self._lists[0] is not model:
+            mine = [*self.module.parameters(), *self.module.buffers()]
+            theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
+            floats = [i for i, a in enumerate(mine) if torch.is_floating_point(a)]
+            ints = [i for i in range(len(mine)) if i not in set(floats)]
+            self._lists = (model, [mine[i] for i in floats], [theirs[i] for i in floats],
+                           [mine[i] for i in ints], [theirs[i] for i in ints])
+        _, avg_f, cur_f, avg_i, cur_i = self._lists
+        count = self.averaged.n_averaged  # stays on the CPU: reading it waits for nothing
+        if int(count) == 0:  # the first update copies, as AveragedModel's does
+            torch._foreach_copy_(avg_f, cur_f)
+        else:
+            torch._foreach_lerp_(avg_f, cur_f, 1 - self.now)
+        if avg_i:  # integer buffers (BatchNorm's batch count) follow the model
+            torch._foreach_copy_(avg_i, cur_i)
+        count += 1

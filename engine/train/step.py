@@ -4,6 +4,7 @@ batch preparation, one optimiser step, and the compile fallback."""
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -24,17 +25,73 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cuda")
 
 
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when amp is on; nothing on the CPU."""
-    return (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp
-            else nullcontext())
+@dataclass(frozen=True)
+class Effective:
+    """What a run actually trains with, decided once (decide()) from the settings and the
+    device; status.json's "effective" records it, fallbacks included."""
+
+    precision: str = "fp32"  # "bf16" | "fp32"
+    memory_format: str = "contiguous"  # "channels_last" | "contiguous"
+    compiled: bool = False
+    fallbacks: tuple = field(default=())  # one line each: what was asked and not had
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format == "channels_last"
+
+    def fell_back(self, line: str, **changes) -> "Effective":
+        return replace(self, fallbacks=(*self.fallbacks, line), **changes)
+
+    def record(self) -> dict:
+        return {"precision": self.precision, "memory_format": self.memory_format,
+                "compiled": self.compiled, "fallbacks": list(self.fallbacks)}
 
 
-def trainable_model(s: Settings, task, num_classes: int, device: torch.device, load=None):
+def decide(s: Settings, device: torch.device) -> Effective:
+    """The one place that turns amp, channels_last and compile into what runs. "auto" is on
+    with CUDA and off on the CPU; true asks for it on either (bf16 autocast and
+    channels_last run on the CPU too). bf16 on a GPU below compute capability 8.0 (a T4,
+    a V100): amp = true is refused with one line, amp = auto falls back to fp32, recorded."""
+    cuda = device.type == "cuda"
+    amp = cuda if s.amp == "auto" else bool(s.amp)
+    eff = Effective("bf16" if amp else "fp32",
+                    "channels_last" if (cuda if s.channels_last == "auto" else s.channels_last)
+                    else "contiguous", bool(s.compile))
+    if amp and cuda:
+        cc = torch.cuda.get_device_capability(device)
+        if cc < (8, 0):
+            name = torch.cuda.get_device_name(device)
+            line = (f"bf16 needs compute capability 8.0, {name} has {cc[0]}.{cc[1]}")
+            if s.amp is True:
+                raise DeviceError(f"amp = true: {line}; set amp = false (fp32) or \"auto\"")
+            eff = eff.fell_back(f"{line}: fp32", precision="fp32")
+    return eff
+
+
+def configure_backends(device: torch.device, eff: Effective) -> None:
+    """Per run, since a process may run several: cuDNN's autotuner (free: drop_last keeps
+    every training shape fixed) and TF32 matmuls for fp32 on CUDA; the CPU keeps torch's
+    defaults. provenance.json records both."""
+    cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = cuda
+    torch.set_float32_matmul_precision("high" if cuda and not eff.bf16 else "highest")
+
+
+def autocast_for(device: torch.device, bf16: bool):
+    """bf16 autocast when the effective precision is bf16, on CUDA or the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def trainable_model(s: Settings, task, num_classes: int, device: torch.device, load=None,
+                    channels_last: bool | None = None):
     """The model as a run trains it: built with the task's head (none, for a task that
     trains on features: the backbone then ends in Identity), given its weights by
     `load(model)` (resume or init), frozen but for train_layers, in training mode (frozen
-    BatchNorm stays in eval), on the device (channels_last on CUDA when set), with the
+    BatchNorm stays in eval), on the device (channels_last when decide() says), with the
     task's own modules (projection heads, momentum copies) and one optimiser for both."""
     outputs = task.outputs(num_classes)
     model = build_model(s.model, outputs or 1, input_size(s), s.activation, s.dropout)
@@ -47,9 +104,11 @@ def trainable_model(s: Settings, task, num_classes: int, device: torch.device, l
     freeze_except(model, s.train_layers)
     train_mode(model, s.train_layers)
     extra = nn.ModuleList(task.build(model, width))
+    if channels_last is None:
+        channels_last = decide(s, device).channels_last
     for m in (model, extra):
         m.to(device)
-        if device.type == "cuda" and s.channels_last:
+        if channels_last:
             m.to(memory_format=torch.channels_last)
     params = [p for p in (*model.parameters(), *extra.parameters()) if p.requires_grad]
     return model, make_optimizer(s, params)
@@ -83,10 +142,11 @@ class Stepper:
     """optimise() with the task's forward on the compiled model when compile is on.
     torch.compile fails lazily, at the first call: only that call falls back to the eager
     model; an error in any later step (out of memory in epoch 7) is that error, not a
-    compile failure."""
+    compile failure. A fallback is logged and handed to `on_fallback(line)` (the run
+    records it in status.json's effective), never silent."""
 
-    def __init__(self, model, task, compile_: bool, log):
-        self.model, self.task, self.log = model, task, log
+    def __init__(self, model, task, compile_: bool, log, on_fallback=None):
+        self.model, self.task, self.log, self.on_fallback = model, task, log, on_fallback
         self.fn = torch.compile(model) if compile_ else model
         self.first = compile_
 
@@ -97,7 +157,10 @@ class Stepper:
         try:
             return optimise(self._forward, opt, x, y, autocast, self._after_backward)
         except Exception as exc:
-            self.log(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly")
+            line = f"torch.compile failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+            self.log(f"{line}; running eagerly")
+            if self.on_fallback is not None:
+                self.on_fallback(line)
             self.fn = self.model
             return optimise(self._forward, opt, x, y, autocast, self._after_backward)
 
