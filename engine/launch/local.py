@@ -52,20 +52,69 @@ def process_alive(pid: int | None, start: str | None = None) -> bool:
     return fields[19] == start and fields[0] != "Z"
 
 
-def gpu_indices() -> list[str]:
-    """GPUs this process may use, read without initialising CUDA."""
+# CUDA_VISIBLE_DEVICES as this process got it: a slot sets it for the run it starts, and
+# a later run in the same process (a sweep, --with-deps) must choose among the original
+# GPUs, not only the first run's
+_INHERITED = os.environ.get("CUDA_VISIBLE_DEVICES")
+_SET_HERE: list[str] = []  # the value this module last set, if any
+
+
+def _visible_entries(value: str) -> list[str]:
+    """CUDA's reading: entries up to the first invalid one ("-1" hides every GPU)."""
+    out = []
+    for v in (v.strip() for v in value.split(",")):
+        if not (v.isdigit() or v.startswith(("GPU-", "MIG-"))):
+            break
+        out.append(v)
+    return out
+
+
+def gpu_indices(nvml=None) -> list[str]:
+    """GPUs this process may use, read without initialising CUDA: indices in PCI order
+    (CUDA_DEVICE_ORDER=PCI_BUS_ID is set beside them, so that CUDA's index is NVML's) and
+    the MIG- UUID of each slice of a GPU in MIG mode."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if _SET_HERE and visible == _SET_HERE[-1]:
+        visible = _INHERITED
     if visible is not None:
-        return [v for v in visible.split(",") if v.strip()]
+        return _visible_entries(visible)
     try:
-        import pynvml
-        pynvml.nvmlInit()
+        if nvml is None:
+            import pynvml as nvml
+        nvml.nvmlInit()
         try:
-            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            out = []
+            for i in range(nvml.nvmlDeviceGetCount()):
+                slices = _mig_uuids(nvml, nvml.nvmlDeviceGetHandleByIndex(i))
+                out.extend(slices or [str(i)])
+            return out
         finally:
-            pynvml.nvmlShutdown()
+            nvml.nvmlShutdown()
     except Exception:  # no NVIDIA driver, no library: no GPUs
         return []
+
+
+def _mig_uuids(nvml, handle) -> list[str]:
+    try:
+        if nvml.nvmlDeviceGetMigMode(handle)[0] != 1:
+            return []
+    except nvml.NVMLError:
+        return []
+    out = []
+    for i in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, i))
+        except nvml.NVMLError:  # an empty slot
+            continue
+        out.append(uuid.decode() if isinstance(uuid, bytes) else uuid)
+    return out
+
+
+def use_gpus(held: str) -> None:
+    """The run started next sees these GPUs (indices in NVML's PCI order, or UUIDs)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = held
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    _SET_HERE.append(held)
 
 
 @contextmanager
@@ -174,7 +223,7 @@ class LocalExecutor:
                 held = self._take(lock_dir, names, want)
                 if held:
                     if gpus:
-                        os.environ["CUDA_VISIBLE_DEVICES"] = held
+                        use_gpus(held)
                     return held
             if on_wait and not told:
                 on_wait(len(ahead))

@@ -20,5 +20,6 @@ class GpuBar(Static):
         for g in snap.gpus:
             spark = "".join(SPARK[min(8, int(v * 8.999))] for v in g.history)
             parts.append(f"GPU{g.index} {g.name}: {g.used_mb / 1024:.1f}/"
-                         f"{g.total_mb / 1024:.1f} GiB {spark} util {g.util}%")
+                         f"{g.total_mb / 1024:.1f} GiB {spark} util "
+                         f"{'n/a' if g.util is None else f'{g.util}%'}")
         self.update("  |  ".join(parts))
