@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The measurements docs/results.md records, for a session lent a GPU (../shared/GPU.md).
 # Run through the device tool from the project root with .data carried, e.g.
+#   bash bench/gpu_session.sh smoke    # every CUDA-only line once, < 3 min (issue #28)
 #   bash bench/gpu_session.sh speed    # bench + parts 1-4 (issue #6), ~6 min on an H100
 #   bash bench/gpu_session.sh part5    # part 5 over seeds + its baseline (issue #4)
 #   bash bench/gpu_session.sh ssl1     # bench ssl_simclr ssl_byol; rotation, jigsaw, SimCLR
@@ -15,13 +16,21 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/cifar10
 [ -d /tmp/cifar10/train ] || tar -xzf .data/cifar10-jpeg.tar.gz -C /tmp/cifar10
-DATA=(--set data_dir=/tmp/cifar10 --runs-dir /tmp/runs)
+DATA=(--set data_dir=/tmp/cifar10 --set 'device="cuda"' --runs-dir /tmp/runs)
 if [ -d .wheels ]; then python3 -m pip install -q --no-index --no-deps .wheels/*.whl; fi
+# CUDA first: a CPU wheel, a driver mismatch or a hidden MIG slice would otherwise train
+# parts 1-4 on the CPU and write CPU figures beside nvidia-smi's GPU name
+python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else
+    'no CUDA device visible to torch ' + torch.__version__ + ': nothing measured')"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 case "${1:-speed}" in
+smoke)
+    python3 bench/smoke.py --out "$OUT" --data /tmp/cifar10 2>&1 | tee "$OUT/smoke.txt"
+    ;;
 speed)
-    python -m engine bench part1 part3 --set data_dir=/tmp/cifar10 --profile --out "$OUT" 2>&1 \
+    python -m engine bench part1 part3 --set data_dir=/tmp/cifar10 --set 'device="cuda"' \
+        --profile --out "$OUT" 2>&1 \
         | tee "$OUT/bench.txt"
     rm -f "$OUT"/bench-trace-*.json "$OUT"/bench.csv  # traces are large; the tables stay
     start=$(date +%s)
@@ -40,7 +49,8 @@ part5)
     ;;
 ssl1|ssl2)
     if [ "$1" = ssl1 ]; then
-        python -m engine bench ssl_simclr ssl_byol --set data_dir=/tmp/cifar10 --out "$OUT" 2>&1 \
+        python -m engine bench ssl_simclr ssl_byol --set data_dir=/tmp/cifar10 \
+            --set 'device="cuda"' --out "$OUT" 2>&1 \
             | tee "$OUT/bench-ssl.txt"
         methods="rotation jigsaw simclr"
     else

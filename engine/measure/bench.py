@@ -221,7 +221,7 @@ class _Bench:
                 "task", "rotation_mode", "dataset", "model", "image_size", "batch_size",
                 "compile", "augment", "cutout")}, "bf16": self.effective.bf16,
                 "channels_last": self.effective.channels_last},
-            "effective": self.effective.record(),
+            "effective": self.effective.record(), "device": str(self.device),
             "images_per_step": self.per_step, "train_images": len(self.data.train),
             "data": self.data.source, "rows": [rows[m] for m in MODES],
         }
