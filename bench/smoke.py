@@ -6,7 +6,7 @@ smoke.md (the table for docs/results.md) into --out.
     python3 bench/smoke.py --out $OUT --data /tmp/cifar10
     python3 bench/smoke.py --sync-debug-only --out /tmp/o --device cpu   # the CPU check
 
-Needs neither textual nor kornia: the NVML reading imports tui.gpu alone, and the tasks
+Needs neither textual nor kornia: the NVML reading imports engine.live.gpu alone, and the tasks
 whose views need kornia or lightly are skipped with the reason when those are absent."""
 from __future__ import annotations
 
@@ -31,6 +31,39 @@ NEEDS = {"simclr": ("kornia", "lightly"), "moco": ("kornia", "lightly"),
          "byol": ("kornia", "lightly"), "dino": ("kornia", "lightly")}
 
 
+READS = ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy")
+
+
+class CountReads:
+    """Every value read back from a tensor (each a host sync on a GPU), by the project
+    or library line that asked: torch's sync debug mode sees only CUDA; this sees both."""
+
+    def __init__(self):
+        self.where: dict[str, int] = {}
+        self._saved = []
+
+    def __enter__(self):
+        import traceback
+
+        import torch
+        for name in READS:
+            original = getattr(torch.Tensor, name)
+            self._saved.append((name, original))
+
+            def counted(t, *a, _original=original, _name=name, **k):
+                frame = traceback.extract_stack(limit=3)[0]
+                key = f"{Path(frame.filename).name}:{frame.lineno} {_name}"
+                self.where[key] = self.where.get(key, 0) + 1
+                return _original(t, *a, **k)
+            setattr(torch.Tensor, name, counted)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+        for name, original in self._saved:
+            setattr(torch.Tensor, name, original)
+
+
 def sync_debug(device: str, steps: int = 20) -> dict:
     """20 training steps of every task under torch.cuda.set_sync_debug_mode("warn"): each
     warning is a host sync inside the hot loop (prepare_batch, the step, after_step, EMA).
@@ -39,12 +72,17 @@ def sync_debug(device: str, steps: int = 20) -> dict:
     import torch
 
     from engine import tasks
-    from engine.optim import Ema
-    from engine.settings import Settings, apply_overrides
-    from engine.step import (Stepper, autocast_for, decide, prepare_batch,
-                             trainable_model)
-    from engine.data import load_dataset
-    from engine.weights import normalizer
+    from engine.core.settings import Settings, apply_overrides
+    from engine.data.datasets import load_dataset
+    from engine.models.weights import normalizer
+    from engine.train.optim import Ema
+    from engine.train.step import (
+        Stepper,
+        autocast_for,
+        decide,
+        prepare_batch,
+        trainable_model,
+    )
 
     out = {}
     for task, extra in SYNC_TASKS.items():
@@ -61,7 +99,7 @@ def sync_debug(device: str, steps: int = 20) -> dict:
         eff = decide(s, dev)
         model, opt = trainable_model(s, t, len(data.classes), dev, None, eff.channels_last)
         ema = Ema(model, s.ema) if s.ema else None
-        norm, _ = normalizer(s, data, dev)
+        norm, _ = normalizer(s, data, dev, eff.channels_last)
         stepper = Stepper(model, t, eff.compiled, lambda line: None)
         autocast = autocast_for(dev, eff.bf16)
         gen = torch.Generator(device=dev).manual_seed(0)
@@ -72,14 +110,16 @@ def sync_debug(device: str, steps: int = 20) -> dict:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.set_sync_debug_mode("warn")
+            reads = CountReads()
             try:
-                for i, (xb, yb) in zip(range(steps), batches):
-                    x, y = prepare_batch(xb, yb, s, t, gen)
-                    loss, _, _ = stepper(opt, norm(x), y, autocast)
-                    t.after_step(model, i, steps)
-                    if ema is not None:
-                        ema.update(model, i)
-                    loss_sum += loss.detach()
+                with reads:
+                    for i, (xb, yb) in zip(range(steps), batches):
+                        x, y = prepare_batch(xb, yb, s, t, gen)
+                        loss, _, _ = stepper(opt, norm(x), y, autocast)
+                        t.after_step(model, i, steps)
+                        if ema is not None:
+                            ema.update(model, i)
+                        loss_sum += loss.detach()
             finally:
                 if dev.type == "cuda":
                     torch.cuda.set_sync_debug_mode("default")
@@ -91,6 +131,8 @@ def sync_debug(device: str, steps: int = 20) -> dict:
                 key = f"{Path(w.filename).name}:{w.lineno}"
                 where[key] = where.get(key, 0) + 1
         out[task] = {"steps": steps, "syncs": len(syncs), "where": where,
+                     "reads_per_step": round(sum(reads.where.values()) / steps, 2),
+                     "reads_where": reads.where,
                      "loss_finite": bool(torch.isfinite(loss_sum).item()),
                      "effective": eff.record(), "mode": "warn" if dev.type == "cuda"
                      else "none (CPU: the path only)"}
@@ -168,8 +210,8 @@ def main() -> int:
         else:
             results.append({"step": "DDP, 2 processes, NCCL", "ok": True, "seconds": 0,
                             "note": f"skipped: {torch.cuda.device_count()} GPU(s)"})
-        nvml = _run("NVML reading (tui.gpu, the app's monitor)", [PY, "-c", (
-            "import json; from tui.gpu import GpuMonitor; m = GpuMonitor(); "
+        nvml = _run("NVML reading (engine.live.gpu, the app's monitor)", [PY, "-c", (
+            "import json; from engine.live.gpu import GpuMonitor; m = GpuMonitor(); "
             "print(json.dumps([g.__dict__ for g in m.read() or []] or m.error))")], results)
         results[-1]["note"] = nvml.strip()[-300:]
         tp = _run("throughput point (part1, batch up to 512)",

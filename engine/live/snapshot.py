@@ -32,6 +32,7 @@ class RunRow:
     collapsed: bool = False  # its embeddings collapsed (the k-NN monitor's spread)
     forecast: Mapping | None = None  # status.json's loss-model forecast (engine/forecast.py)
     job: str | None = None  # a live run's job as its executor says: "PENDING (Resources)"
+    effective: str | None = None  # what it trains with, fallbacks included (overview)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from engine.live.gpu import GpuMonitor
 from engine.live.lab import Lab, weights_states
 from engine.live.snapshot import CompareData, Curve, RunRow, Series, Snapshot
 from engine.report.compare import compare_table, curve, table_names
-from engine.report.overview import job_text, run_progress
+from engine.report.overview import effective_text, job_text, run_progress
 
 MAX_POINTS = 400  # step series are averaged down to this many points for the plots
 
@@ -89,7 +89,7 @@ def run_row(run: rd.Run, now: float) -> RunRow:
                   p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
                   run.status.get("waiting_for"), bool(run.status.get("collapsed")),
                   MappingProxyType(dict(forecast)) if isinstance(forecast, dict) else None,
-                  job_text(run))
+                  job_text(run), effective_text(run.status))
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:

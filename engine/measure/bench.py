@@ -121,7 +121,8 @@ class _Bench:
         self.classes = len(self.data.classes)
         self.per_step = self.task.images_per_step(s.batch_size)
         self.autocast = autocast_for(self.device, self.effective.bf16)
-        self.norm, _ = normalizer(s, self.data, self.device)
+        self.norm, _ = normalizer(s, self.data, self.device,
+                                  self.effective.channels_last)
         self.gen = torch.Generator(device=self.device).manual_seed(s.seed)
         self.rows: dict[str, dict] = {}
 

@@ -2,7 +2,6 @@
 as half-block pixels, and as one PNG grid."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +40,7 @@ def predict_gallery(run_dir: Path, n: int = 20) -> list[tuple[np.ndarray, str, s
     model = build_model(s.model, len(names), input_size(s), s.activation, s.dropout)
     model.load_state_dict(checkpoint.read(best)["model"])
     model.eval()
-    norm, _ = normalizer(dataclasses.replace(s, channels_last=False), data,
-                         torch.device("cpu"))
+    norm, _ = normalizer(s, data, torch.device("cpu"))
     with torch.inference_mode():
         pred = model(norm(x)).argmax(1)
     return [(img.permute(1, 2, 0).numpy(), names[int(t)], names[int(p)])

@@ -40,7 +40,8 @@ def _published(s: Settings) -> hub.Published:
         raise InitError(str(exc)) from None
 
 
-def normalizer(s: Settings, data, device: torch.device) -> tuple[Normalizer, str]:
+def normalizer(s: Settings, data, device: torch.device,
+               channels_last: bool = False) -> tuple[Normalizer, str]:
     """The model's input from a uint8 batch, and a line for the log: the size and
     normalisation of the weights' metadata when the run starts from published weights,
     else the dataset's statistics; resized per batch when stored at another size."""
@@ -49,8 +50,7 @@ def normalizer(s: Settings, data, device: torch.device) -> tuple[Normalizer, str
         pub = _published(s)
         meta = tvm.get_model_weights(s.model)[pub.name].transforms()
         mean, std, stats = tuple(meta.mean), tuple(meta.std), f"{pub.name}'s mean/std"
-    from .step import decide  # step imports the models; weights is imported before them
-    norm = Normalizer(mean, std, device, decide(s, device).channels_last, s.image_size, size)
+    norm = Normalizer(mean, std, device, channels_last, s.image_size, size)
     resized = (f" (stored {s.image_size}px, resized per batch on the device)"
                if size != s.image_size else "")
     return norm, f"input: {size}px{resized}, {stats}"

@@ -22,6 +22,19 @@ def job_text(run: rd.Run) -> str | None:
     return launch.describe(run.status) if run.raw_state in rd.LIVE_STATES else None
 
 
+def effective_text(status: dict) -> str | None:
+    """What a run trains with, as status.json's "effective" records it (step.decide), and
+    each fallback from what was asked: "bf16, channels_last, compiled"."""
+    eff = status.get("effective")
+    if not isinstance(eff, dict):
+        return None
+    parts = [str(eff.get("precision")), str(eff.get("memory_format"))]
+    parts.append("compiled" if eff.get("compiled") else "eager")
+    text = ", ".join(parts)
+    fallbacks = eff.get("fallbacks") or []
+    return text + "".join(f"; fell back: {f}" for f in fallbacks)
+
+
 def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
                            ("Epoch", TEXT), ("Step", TEXT), ("Best acc", PCT),

@@ -21,6 +21,7 @@ from engine.data.datasets import load_dataset, steps_per_epoch
 from engine.models import weights
 from engine.models.zoo import count_params, load_init, train_mode
 from engine.perf import forecast
+from engine.report.overview import effective_text
 from engine.tasks import probe
 from engine.train import checkpoint, distributed, environment
 from engine.train.control import RunLog, Stop
@@ -79,6 +80,7 @@ class Run:
         self.effective = decide(s, self.device)
         configure_backends(self.device, self.effective)
         self.status["effective"] = self.effective.record()
+        self.log(f"effective: {effective_text(self.status)} on {self.device}")
         t0 = time.time()
         data = load_dataset(s)
         if self.main:
@@ -111,7 +113,8 @@ class Run:
                                                self.effective.channels_last)
         self.ema = Ema(self.model, s.ema) if s.ema else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
-        self.norm, line = weights.normalizer(s, self.data, self.device)
+        self.norm, line = weights.normalizer(s, self.data, self.device,
+                                               self.effective.channels_last)
         self.log(line)
         self.autocast = autocast_for(self.device, self.effective.bf16)
         trained = (distributed.wrap(self.model, self.device) if self.ranks.distributed

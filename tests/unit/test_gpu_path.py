@@ -4,22 +4,27 @@ EMA and jigsaw without per-step copies or masks; NVML readings mapped through
 CUDA_VISIBLE_DEVICES (with recorded NVML answers: the mapping is under test, not the
 driver); the local launcher's GPU list; LOCAL_RANK."""
 import math
-from pathlib import Path
+import time
 
 import pytest
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from engine import distributed, tasks, train
-from engine.errors import ConfigError, DeviceError
+from engine import tasks
+from engine.core import rundir as rd
+from engine.core.errors import ConfigError, DeviceError
+from engine.core.files import read_json, read_jsonl
+from engine.core.settings import Settings, apply_overrides
 from engine.launch import local
-from engine.optim import Ema
-from engine.rundir import read_json, read_jsonl
-from engine.settings import Settings, apply_overrides
-from engine.step import decide
+from engine.live.gpu import GpuMonitor, cuda_visible
+from engine.live.watcher import run_row
 from engine.tasks.rotation import rotate_batch
-from tui.gpu import GpuMonitor, cuda_visible
+from engine.train import distributed, loop
+from engine.train.execute import execute
+from engine.train.optim import Ema
+from engine.train.step import decide
+from tui.views.run import run_title
 
 CPU = torch.device("cpu")
 TINY = ['dataset="synthetic"', "synthetic_train=96", "synthetic_test=32", "image_size=16",
@@ -68,7 +73,7 @@ def test_a_cpu_run_with_amp_channels_last_and_compile_uses_them_and_compiles_onc
     torch._dynamo.reset()
     counters.clear()
     s = _settings('task="rotation"', "amp=true", "channels_last=true", "compile=true")
-    state = train.execute(tmp_path, s, echo=False)
+    state = execute(tmp_path, s, echo=False)
     assert state == "done", (tmp_path / "log.txt").read_text()[-2000:]
     status = read_json(tmp_path / "status.json")
     assert status["effective"] == {"precision": "bf16", "memory_format": "channels_last",
@@ -88,10 +93,17 @@ def test_a_compile_failure_is_recorded_as_a_fallback_not_silent(tmp_path, monkey
         return fails
     monkeypatch.setattr(torch, "compile", broken)
     s = _settings("compile=true", "epochs=1")
-    assert train.execute(tmp_path, s, echo=False) == "done"
+    assert execute(tmp_path, s, echo=False) == "done"
     eff = read_json(tmp_path / "status.json")["effective"]
     assert eff["compiled"] is False
     assert eff["fallbacks"] == ["torch.compile failed (RuntimeError: inductor: no compiler)"]
+    # the log and the app's Run header say so, in the run's words
+    line = "fp32, contiguous, eager; fell back: torch.compile failed (RuntimeError: " \
+           "inductor: no compiler)"
+    assert "running eagerly" in (tmp_path / "log.txt").read_text()
+    row = run_row(rd.load_run(tmp_path), time.time())
+    assert row.effective == line
+    assert line in run_title(row).plain
 
 
 # ------------------------------------------------------------------ host syncs per step
@@ -111,7 +123,7 @@ def test_a_training_step_reads_nothing_back_but_the_logged_loss(tmp_path, monkey
                 count["n"] += 1
             return _original(self, *a, **k)
         monkeypatch.setattr(torch.Tensor, name, counted)
-    epoch = train.Run.train_one_epoch
+    epoch = loop.Run.train_one_epoch
 
     def watched(self, e):
         count["on"] = True
@@ -119,14 +131,14 @@ def test_a_training_step_reads_nothing_back_but_the_logged_loss(tmp_path, monkey
             return epoch(self, e)
         finally:
             count["on"] = False
-    monkeypatch.setattr(train.Run, "train_one_epoch", watched)
+    monkeypatch.setattr(loop.Run, "train_one_epoch", watched)
     extra = {"rotation": ['rotation_mode="random"'], "jigsaw": ["image_size=24", "knn_every=2",
                                                                "jigsaw_permutations=10"]}
     # SGD, the default: Adam reads its step counter with .item(), a tensor it keeps on
     # the host on CUDA too (no sync), which the CPU cannot tell apart
     s = _settings(f'task="{task}"', "log_every=3", 'optimizer="sgd"', "lr=0.01",
                   *extra.get(task, []))
-    assert train.execute(tmp_path, s, echo=False) == "done"
+    assert execute(tmp_path, s, echo=False) == "done"
     steps = 2 * (96 // 16)
     assert count["n"] <= steps // 3 + 2 * 2, count["n"]
 

@@ -43,6 +43,8 @@ def run_title(r: RunRow) -> Text:
                     "params")
     elif r.error:
         text.append(f"\n{r.error}", style="red")
+    if r.effective:
+        text.append(f"\n{r.effective}", style="yellow" if "fell back" in r.effective else "dim")
     line = forecast_text(r)
     if line:
         text.append(f"\n{line}", style="magenta")
