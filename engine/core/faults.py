@@ -2,7 +2,8 @@
 test_full_disk.py). ROTUNDA_FAULT="kill:checkpoint:3" SIGKILLs this process halfway
 through its 3rd checkpoint write; "kill:metrics:N" halfway through its Nth metrics line;
 "full:WHERE:N" raises ENOSPC there instead, for a full-disk test where no small
-filesystem can be mounted. Unset or malformed: every write is a plain write."""
+filesystem can be mounted; "kill:rename-NAME:N" SIGKILLs it before the Nth rename over NAME
+(status.json, last.pt, ...), its temporary file written and fsynced: a power cut's moment. Unset or malformed: every write is a plain write."""
 from __future__ import annotations
 
 import errno
@@ -31,3 +32,9 @@ def write(f, data, where: str) -> None:
     if fault == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(f, "name", None))
+
+
+def before_rename(name: str) -> None:
+    """The armed kill between a temporary file's fsync and its rename over `name`."""
+    if _armed(f"rename-{name}") == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -22,21 +22,27 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data, where: str = "") -> None:
     """Write to a temporary name beside `path`, fsync it, rename it over `path`, fsync
-    the directory."""
+    the directory: after a kill or a power cut `path` holds the old version or the new
+    one, whole. `where` names the write for fault injection (faults.py)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            faults.write(f, data, where)
             f.flush()
             os.fsync(f.fileno())
+        faults.before_rename(path.name)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:  # a full disk, a signal: no temporary file left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def overwrite_text(path: Path, text: str) -> None:
@@ -99,11 +105,15 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    """One line, flushed at once, so that a viewer tailing the file sees it."""
+def append_jsonl(path: Path, record: dict, durable: bool = False) -> None:
+    """One line, flushed at once, so that a viewer tailing the file sees it. `durable`
+    fsyncs the file too (the epoch's record, before the checkpoint that counts it: after
+    a power cut no checkpoint is ahead of the metrics a resume keeps)."""
     with open(path, "a", encoding="utf-8") as f:
         faults.write(f, json.dumps(clean(record), separators=(",", ":")) + "\n", "metrics")
         f.flush()
+        if durable:
+            os.fsync(f.fileno())
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from engine.core import faults, files
+from engine.core import files
 from engine.core.errors import RunError
 from engine.train.optim import Plateau
 
@@ -25,17 +24,7 @@ def save(obj: dict, path: Path) -> None:
     our own write rather than torch's writer; a failed write leaves no temporary file."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            faults.write(f, buf.getbuffer(), "checkpoint")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        files.fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    files.atomic_write_bytes(path, buf.getbuffer(), "checkpoint")
 
 
 def read(path: Path, map_location="cpu") -> dict:

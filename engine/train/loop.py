@@ -303,7 +303,7 @@ class Run:
             best = (value, epoch)
         if not self.main:
             return best
-        rd.append_jsonl(self.dir / rd.METRICS, record)
+        rd.append_jsonl(self.dir / rd.METRICS, record, durable=True)
         if better:
             checkpoint.save_weights(self.ckpt_dir / "best.pt", self.eval_model.state_dict(),
                                     epoch)
