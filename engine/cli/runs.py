@@ -27,7 +27,7 @@ from engine.runs.execute import (
     rerun_run,
     resume_run,
     run_experiment,
-    run_job,
+    run_jobs,
     run_sweep,
 )
 
@@ -109,13 +109,16 @@ def cmd_launch(args) -> int:
 
 
 def cmd_job(args) -> int:
-    """A prepared run directory as a batch job runs it (engine/launch/slurm.py)."""
-    run_dir = Path(args.run_dir).resolve()
-    state = run_job(run_dir, echo=not args.quiet, train=train)
-    if state not in ("done", "queued"):  # queued: stopped for a requeue
-        status = rd.read_json(run_dir / rd.STATUS) or {}
-        print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
-        return 1
+    """Prepared run directories as a batch job (engine/launch/slurm.py) or a detached
+    launch (--stdin: the directories the launcher made, once it has made them) runs
+    them: in order, a link that does not finish cancelling those after it."""
+    dirs = args.run_dir + (sys.stdin.read().splitlines() if args.stdin else [])
+    for run_dir, state in run_jobs([Path(d).resolve() for d in dirs if d],
+                                   echo=not args.quiet, train=train):
+        if state not in ("done", "queued"):  # queued: stopped for a requeue
+            status = rd.read_json(run_dir / rd.STATUS) or {}
+            print(f"{run_dir.name}: {state}: {status.get('error') or ''}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -203,7 +206,9 @@ def register(sub, common) -> None:
     jb = sub.add_parser("job", parents=[common], help=(
         "run a prepared run directory as its batch job does: its first start, or a resume "
         "after a requeue (the Slurm executor's job script)"))
-    jb.add_argument("run_dir")
+    jb.add_argument("run_dir", nargs="*")
+    jb.add_argument("--stdin", action="store_true",
+                    help="and the run directories on stdin, one a line, read to its end")
     jb.add_argument("--quiet", action="store_true")
     jb.set_defaults(fn=cmd_job)
     rr = sub.add_parser("rerun", parents=[common], help=(

@@ -155,6 +155,29 @@ class LocalExecutor:
         """`python -m engine ARGV` in its own process session, so that it outlives the
         caller and an SSH hang-up; its output goes to runs/.launch/TAG.txt, never to our
         pipes."""
+        return self._spawn(argv, runs_dir, cwd, tag, subprocess.DEVNULL)[1]
+
+    def submit_made(self, make, runs_dir: Path, cwd: Path, tag: str) -> Path:
+        """`engine job` over run directories made here, by `make(identity)`, before the
+        launcher returns: their tickets are taken in launch order (two launches a moment
+        apart cannot swap), and from the moment they exist they name the detached process
+        that will run them, so none looks lost. That process waits on its stdin until
+        they are made; when `make` fails (bad input), it is told nothing and exits."""
+        proc, out = self._spawn(["job", "--stdin", "--quiet"], runs_dir, cwd, tag,
+                                subprocess.PIPE)
+        made = []
+        try:
+            made = make({"executor": self.name, "job_id": str(proc.pid), "host": hostname(),
+                         "pid": proc.pid, "pid_start": process_start_time(proc.pid)})
+        finally:
+            try:
+                proc.stdin.write("".join(f"{d}\n" for d in made).encode())
+                proc.stdin.close()
+            except BrokenPipeError:  # it died first; its output file says why
+                pass
+        return out
+
+    def _spawn(self, argv: list[str], runs_dir: Path, cwd: Path, tag: str, stdin):
         launch_dir = Path(runs_dir) / ".launch"
         launch_dir.mkdir(parents=True, exist_ok=True)
         out = launch_dir / f"{tag}.txt"
@@ -164,13 +187,13 @@ class LocalExecutor:
         env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
         with open(out, "wb") as f:
             proc = subprocess.Popen([sys.executable, "-m", "engine", *argv],
-                                    stdin=subprocess.DEVNULL, stdout=f,
+                                    stdin=stdin, stdout=f,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     cwd=str(cwd), env=env)
         # Reap it when it ends, so that a long-lived launcher (the app) keeps no <defunct>
         # children; the daemon thread dies with the launcher, the job does not.
         threading.Thread(target=proc.wait, daemon=True, name=f"reap-{tag}").start()
-        return out
+        return proc, out
 
     def identity(self) -> dict:
         pid = os.getpid()

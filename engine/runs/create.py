@@ -69,11 +69,12 @@ def write_config(run_dir: Path, config: Config, name: str, s: Settings, override
 
 def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
                run_id: str | None = None, sweep: str | None = None,
-               point: str | None = None, waiting_for: str | None = None
-               ) -> tuple[Path, Settings]:
-    """The run directory, queued, owned by this process. A sweep's runs are filed under
-    the sweep's name, each with its point's label. `waiting_for`: what it waits for before
-    it can want a slot (None: nothing, it queues at once)."""
+               point: str | None = None, waiting_for: str | None = None,
+               identity: dict | None = None) -> tuple[Path, Settings]:
+    """The run directory, queued, owned by this process (or by the process `identity`
+    names: a detached launch's). A sweep's runs are filed under the sweep's name, each
+    with its point's label. `waiting_for`: what it waits for before it can want a slot
+    (None: nothing, it queues at once)."""
     s = resolve_settings(config, name, overrides)
     run_dir = Path(runs_dir) / (sweep or name) / (run_id or rd.new_run_id())
     try:
@@ -84,12 +85,14 @@ def create_run(config: Config, name: str, overrides: list[str], runs_dir: Path,
         rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
             {"run": {"sweep": sweep, "point": point}}))
     write_config(run_dir, config, name, s, overrides, "")
-    _queued(run_dir, name, s, waiting_for)
+    _queued(run_dir, name, s, waiting_for, identity)
     return run_dir, s
 
 
-def _queued(run_dir: Path, name: str, s: Settings, waiting_for: str | None = None) -> None:
-    _enqueue(run_dir, experiment=name, run_id=run_dir.name, **launch.current().identity(),
+def _queued(run_dir: Path, name: str, s: Settings, waiting_for: str | None = None,
+            identity: dict | None = None) -> None:
+    _enqueue(run_dir, experiment=name, run_id=run_dir.name,
+             **(identity or launch.current().identity()),
              created=rd.now_iso(), started=None, ended=None, error=None, epoch=0,
              epochs=s.epochs, waiting_for=waiting_for)
 
@@ -103,8 +106,8 @@ def _enqueue(run_dir: Path, **fields) -> None:
 
 
 def create_chain(config: Config, name: str, overrides: list[str], runs_dir: Path,
-                 with_deps: bool = False, run_id: str | None = None
-                 ) -> list[tuple[str, Path, Settings]]:
+                 with_deps: bool = False, run_id: str | None = None,
+                 identity: dict | None = None) -> list[tuple[str, Path, Settings]]:
     """`name`'s run directory, queued, and with with_deps one before it for each
     dependency lacking a successful run; all made at once, so a viewer sees the whole
     chain. Checks first that the first link can start."""
@@ -116,7 +119,8 @@ def create_chain(config: Config, name: str, overrides: list[str], runs_dir: Path
         resolve_init(config, todo[0], first, runs_dir)  # fail now, before creating anything
     # a link after the first waits for the one before it (the queue does not wait for it)
     return [(n, *create_run(config, n, overrides, runs_dir, run_id if n == name else None,
-                            waiting_for=f"experiment {todo[i - 1]}" if i else None))
+                            waiting_for=f"experiment {todo[i - 1]}" if i else None,
+                            identity=identity))
             for i, n in enumerate(todo)]
 
 

@@ -34,10 +34,11 @@ def launch_detached(config, name: str, overrides: list[str], runs_dir: Path,
             job, out = batch.submit_run(config.lab, run_dir, runs_dir, config.root,
                                         [job] if job else [])
         return run_id, out
-    argv = _engine_argv("run", name, config, runs_dir, overrides) + ["--run-id", run_id]
-    if with_deps:
-        argv.append("--with-deps")
-    return run_id, launch.get(config.lab.executor).submit(argv, runs_dir, config.root, run_id)
+    # made here, not in the detached process: the launch takes its ticket before it returns
+    return run_id, launch.get(config.lab.executor).submit_made(
+        lambda identity: [run_dir for _, run_dir, _ in create_chain(
+            config, name, overrides, runs_dir, with_deps, run_id, identity)],
+        runs_dir, config.root, run_id)
 
 
 def launch_sweep_detached(config, name: str, overrides: list[str], runs_dir: Path) -> Path:

@@ -175,6 +175,22 @@ def run_job(run_dir: Path, echo: bool = True, *, train: Train) -> str:
     return train(run_dir, s, init_from=init_from, resume=True, echo=echo)
 
 
+def run_jobs(run_dirs: list[Path], echo: bool = True, *,
+             train: Train) -> list[tuple[Path, str]]:
+    """run_job over a chain made by a launcher, in order: a link that does not finish
+    cancels the links after it, as run_experiment does."""
+    results = []
+    for i, run_dir in enumerate(run_dirs):
+        state = run_job(run_dir, echo, train=train)
+        results.append((run_dir, state))
+        if state != "done":
+            for later in run_dirs[i + 1:]:
+                rd.update_status(later, state="cancelled", ended=rd.now_iso(),
+                                 error=f"{run_dir.parent.name} ended {state}; not started")
+            break
+    return results
+
+
 def _train_in_slot(run_dir: Path, meta: dict, s: Settings, resume: bool, queue: bool,
                    echo: bool, train: Train) -> str:
     """Wait for a slot (under the recorded experiments.toml's limits), then train."""
