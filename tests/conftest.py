@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,21 @@ experiments = ["rot", "ft", "scratch"]
 title = "Tiny side by side"
 experiments = ["ft", "scratch"]
 """
+
+
+def wait_until(predicate, what: str, timeout: float = 300.0, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy, and return that; after
+    `timeout` seconds fail with a message naming `what` was awaited and the last value
+    seen. Tests wait on progress (a state, an epoch, a line), bounded by this."""
+    end, got = time.monotonic() + timeout, None
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; "
+                                 f"last value seen: {got!r}")
+        time.sleep(interval)
 
 
 def env() -> dict:

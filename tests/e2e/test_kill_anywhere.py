@@ -9,13 +9,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import tomllib
 import torch
-from conftest import TINY, engine, env
+from conftest import TINY, engine, env, wait_until
 
 from engine.core import rundir as rd
 
@@ -66,16 +65,9 @@ def checkpointed(run_dir: Path) -> int:
     return (rd.read_json(run_dir / rd.STATUS) or {}).get("epoch", 0)
 
 
-def wait(pred, what: str, timeout=300.0):
-    """Poll pred until it is truthy; on timeout fail naming what was awaited and the last
-    value seen (progress, not the clock, decides when a kill strikes)."""
-    end, got = time.monotonic() + timeout, None
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {got!r}")
+def wait(pred, what: str):
+    """conftest's wait_until, polled finely: a kill should land close to its step."""
+    return wait_until(pred, what, interval=0.02)
 
 
 def steps_in(run_dir: Path, epoch: int) -> int:

@@ -5,11 +5,10 @@ the warning signal (each ends with one finished run, every epoch recorded once),
 job killed behind the app's back shows as lost."""
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, engine
+from conftest import TINY, engine, wait_until
 
 from engine import launch as executors
 from engine.core import rundir as rd
@@ -52,14 +51,7 @@ def job_state(job: str) -> str:
     return slurm("squeue", "-h", "--states=all", "-j", job, "-o", "%T|%r")
 
 
-def wait_for(pred, what: str, timeout: float = 300.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = wait_until  # the one helper, conftest.py
 
 
 @pytest.fixture
