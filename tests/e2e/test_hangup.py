@@ -5,10 +5,9 @@ but each in its own session, finish one after another; a new app shows them done
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, TINY, wait_until
+from conftest import ROOT, TINY, app_until, wait_until, write_lab
 
 from engine.core import rundir as rd
 from engine.launch.local import process_alive, process_start_time
@@ -32,11 +31,8 @@ synthetic_test = 32
 """
 
 
-
-
 async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(LAB)
+    cfg = write_lab(tmp_path, LAB)
     runs_dir = tmp_path / "runs"
     # a private tmux server (its own socket, no user config) that exits with its session
     tmux = ["tmux", "-S", str(tmp_path / "tmux.sock"), "-f", "/dev/null"]
@@ -82,8 +78,6 @@ async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_pa
 
     app = RotundaApp(cfg, gpu=False, poll_s=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
-        end = time.monotonic() + 30
-        while len(app.snapshot.rows) < 3 and time.monotonic() < end:
-            await pilot.pause(0.2)
+        await app_until(pilot, lambda: len(app.snapshot.rows) >= 3, "the three runs in the app")
         assert sorted((r.run_id, r.state) for r in app.snapshot.rows) == \
             sorted((r.run_id, "done") for r in runs)
