@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import torch
-from conftest import TINY, engine, env, wait_until
+from conftest import TINY, engine, env, wait_until, write_lab
 
 from engine.core import rundir as rd
 
@@ -23,21 +23,22 @@ EPOCHS = 12
 CLOCKS = {"images_per_s", "epoch_s", "gpu_mem_peak_mb"}
 
 
-def lab(tmp_path: Path) -> Path:
-    path = tmp_path / "experiments.toml"
-    # cifarnet on 128 images: a second an epoch, so that the kills, not start-up, dominate
-    path.write_text(TINY.replace("epochs = 4", f"epochs = {EPOCHS}\nmodel = \"cifarnet\"")
-                    .replace("synthetic_train = 320", "synthetic_train = 128")
-                    .replace("synthetic_test = 160", "synthetic_test = 64")
-                    .replace("log_every = 2", "log_every = 1") + """
+# cifarnet on 128 images: a second an epoch, so that the kills, not start-up, dominate
+LAB = (TINY.replace("epochs = 4", f"epochs = {EPOCHS}\nmodel = \"cifarnet\"")
+       .replace("synthetic_train = 320", "synthetic_train = 128")
+       .replace("synthetic_test = 160", "synthetic_test = 64")
+       .replace("log_every = 2", "log_every = 1")) + """
 [experiment.byol]
 title = "BYOL"
 task = "byol"
 byol_hidden = 64
 knn_every = 1
 epochs = 5
-""")
-    return path
+"""
+
+
+def lab(tmp_path: Path) -> Path:
+    return write_lab(tmp_path, LAB)
 
 
 def start(*args, fault: str = "") -> subprocess.Popen:
