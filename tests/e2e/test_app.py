@@ -136,8 +136,7 @@ async def test_cancel_from_the_app_sends_sigterm(fast_config):
 
 
 async def test_bad_experiments_file_shows_the_cli_line(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text('[experiment.a]\nepochs = "many"\n')
+    cfg = write_lab(tmp_path, '[experiment.a]\nepochs = "many"\n')
     cli = engine("list", "--config", cfg).stderr.strip()
     assert cli.startswith("error: ")
     app = RotundaApp(cfg, gpu=False)
