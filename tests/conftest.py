@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,49 @@ experiments = ["ft", "scratch"]
 """
 
 
+def _poller(predicate, what: str, timeout: float):
+    """Asks `predicate` once a call: its value when truthy, else None; from `timeout`
+    seconds on, fails naming `what` was awaited and the last value seen."""
+    end = time.monotonic() + timeout
+
+    def once():
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; "
+                                 f"last value seen: {got!r}")
+        return None
+    return once
+
+
+def wait_until(predicate, what: str, timeout: float = 300.0, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy, and return that; after
+    `timeout` seconds fail with a message naming `what` was awaited and the last value
+    seen. Tests wait on progress (a state, an epoch, a line), bounded by this."""
+    once = _poller(predicate, what, timeout)
+    while not (got := once()):
+        time.sleep(interval)
+    return got
+
+
+async def app_until(pilot, predicate, what: str, timeout: float = 300.0,
+                    interval: float = 0.1):
+    """wait_until for a Textual Pilot test: between tries `pilot.pause(interval)`, so that
+    the app runs on meanwhile; returns and fails as wait_until does."""
+    once = _poller(predicate, what, timeout)
+    while not (got := once()):
+        await pilot.pause(interval)
+    return got
+
+
+def write_lab(folder: Path, text: str = TINY) -> Path:
+    """`folder`/experiments.toml holding `text` (the tiny lab unless told); its path."""
+    path = Path(folder) / "experiments.toml"
+    path.write_text(text)
+    return path
+
+
 def env() -> dict:
     e = dict(os.environ, PYTHONUNBUFFERED="1")
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
@@ -74,17 +118,14 @@ def engine(*args, cwd=None, timeout=300, check=False) -> subprocess.CompletedPro
 
 @pytest.fixture
 def tiny_config(tmp_path) -> Path:
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY)
-    return path
+    return write_lab(tmp_path)
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """One real chain, trained once for the session: rot -> ft, and scratch."""
     root = tmp_path_factory.mktemp("trained")
-    cfg = root / "experiments.toml"
-    cfg.write_text(TINY)
+    cfg = write_lab(root)
     engine("run", "ft", "--with-deps", "--config", cfg, check=True)
     engine("run", "scratch", "--config", cfg, check=True)
     return cfg

@@ -1,8 +1,12 @@
-"""Small real datasets that tests write: CIFAR-10 pickles, image folders, HDF5 files."""
+"""What tests write: small real datasets (CIFAR-10 pickles, image folders, HDF5 files)
+and run directories."""
 import pickle
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from engine.core import rundir as rd
 
 
 def write_cifar(root, n_train=20, n_test=10):
@@ -17,14 +21,29 @@ def write_cifar(root, n_train=20, n_test=10):
     return d
 
 
-def write_folder(root, classes=("cat", "dog", "emu"), per_class=4, size=(40, 30)):
-    rng = np.random.default_rng(1)
-    for split in ("train", "test"):
-        for c in classes:
+def _write_images(root, counts, seed, size_of, name_of):
+    """root/SPLIT/CLASS/NAME for `counts` {split: {class: n}}, random pixels drawn in
+    that order; image k (counted over all) is size_of(k) (width, height), named
+    name_of(i) within its class. Returns the (width, height) of every file written."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for split, per_class in counts.items():
+        for c, n in per_class.items():
             (root / split / c).mkdir(parents=True)
-            for i in range(per_class):
-                arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-                Image.fromarray(arr).save(root / split / c / f"{i}.png")
+            for i in range(n):
+                w, h = size_of(len(written))
+                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / name_of(i))
+                written.append((w, h))
+    return written
+
+
+def write_folder(root, classes=("cat", "dog", "emu"), per_class=4, size=(40, 30), seed=1,
+                 splits=("train", "test")):
+    """An image folder: `per_class` PNGs of `size` (width, height) in each class of each
+    split."""
+    counts = {split: dict.fromkeys(classes, per_class) for split in splits}
+    return _write_images(root, counts, seed, lambda k: size, lambda i: f"{i}.png")
 
 
 def write_h5(path, n_train=48, n_val=24, n_test=13, size=12, hwc=False):
@@ -54,17 +73,38 @@ UNEVEN_SIZES = [(40, 30), (20, 20), (64, 48), (40, 30)]  # (width, height), in t
 def write_uneven_folder(root):
     """Classes of 7, 3 and 1 train images (2, 1 and 0 test), PNG and JPEG files of the
     sizes in UNEVEN_SIZES in turn; returns the (width, height) of every file written."""
-    rng = np.random.default_rng(2)
-    written = []
-    for split, counts in (("train", UNEVEN_TRAIN), ("test", UNEVEN_TEST)):
-        for c, n in counts.items():
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                w, h = UNEVEN_SIZES[len(written) % len(UNEVEN_SIZES)]
-                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                Image.fromarray(arr).save(root / split / c / f"{i}.{'jpg' if i % 2 else 'png'}")
-                written.append((w, h))
-    return written
+    return _write_images(root, {"train": UNEVEN_TRAIN, "test": UNEVEN_TEST}, 2,
+                         lambda k: UNEVEN_SIZES[k % len(UNEVEN_SIZES)],
+                         lambda i: f"{i}.{'jpg' if i % 2 else 'png'}")
+
+
+def write_run(runs, exp, run_id, state="done", *, status=None, config=None, summary=None,
+              metrics=(), log=None, checkpoints=False, files=None) -> Path:
+    """A run directory as the engine lays one out (engine/core/rundir.py's names and
+    writers): runs/EXP/RUN_ID with status.json ({"state": state, **status}), and where
+    given config.toml (a dict, written as TOML, or text), summary.json, metrics.jsonl
+    (records, one a line), log.txt, an empty checkpoints/, and other `files` by name
+    (a dict is written as JSON, a str as it is). Returns the directory."""
+    d = Path(runs) / exp / run_id
+    d.mkdir(parents=True)
+    if checkpoints:
+        (d / rd.CHECKPOINTS).mkdir()
+    rd.atomic_write_json(d / rd.STATUS, {"state": state, **(status or {})})
+    if config is not None:
+        rd.atomic_write_text(d / rd.CONFIG,
+                             config if isinstance(config, str) else rd.dump_toml(config))
+    if summary is not None:
+        rd.atomic_write_json(d / rd.SUMMARY, summary)
+    for record in metrics:
+        rd.append_jsonl(d / rd.METRICS, record)
+    if log is not None:
+        rd.atomic_write_text(d / rd.LOG, log)
+    for name, content in (files or {}).items():
+        if isinstance(content, str):
+            rd.atomic_write_text(d / name, content)
+        else:
+            rd.atomic_write_json(d / name, content)
+    return d
 
 
 def dino_loss_probe(loss_fn, n, dim=16):

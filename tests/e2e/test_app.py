@@ -1,9 +1,6 @@
 """The app driven by Textual's Pilot, against real engine processes on the synthetic data."""
-import asyncio
-import time
-
 import pytest
-from conftest import TINY, engine
+from conftest import TINY, app_until, engine, wait_until, write_lab
 
 from engine.core import rundir as rd
 from engine.core.table import PCT, SECS, fmt
@@ -18,18 +15,7 @@ FAST = TINY.replace("epochs = 4", "epochs = 2")
 
 @pytest.fixture
 def fast_config(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(FAST)
-    return path
-
-
-async def wait_until(pilot, pred, timeout=180.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        await pilot.pause(0.2)
-    raise AssertionError("timed out waiting in the app")
+    return write_lab(tmp_path, FAST)
 
 
 async def select_experiment(pilot, app, name):
@@ -45,7 +31,8 @@ async def wait_compare(pilot, app, name):
     """The comparison is selected at once; its table comes from the watcher's thread."""
     compare = app.query_one(CompareView)
     assert compare.selected() == name
-    await wait_until(pilot, lambda: compare.shown is not None and compare.shown.name == name, 20)
+    await app_until(pilot, lambda: compare.shown is not None and compare.shown.name == name,
+                    f"comparison {name} shown")
 
 
 def cell_texts(table, key):
@@ -61,8 +48,8 @@ async def test_launch_watch_done_and_compare(fast_config):
     async with app.run_test(size=(120, 40)) as pilot:
         await select_experiment(pilot, app, "scratch")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: runs_of(app, "scratch"))
-        await wait_until(pilot, lambda: runs_of(app, "scratch")[0].state == "done")
+        await app_until(pilot, lambda: runs_of(app, "scratch"), "the scratch run")
+        await app_until(pilot, lambda: runs_of(app, "scratch")[0].state == "done", "it done")
         row = runs_of(app, "scratch")[0]
         summary = rd.read_json(rd.Path(row.key) / rd.SUMMARY)
         await pilot.press("2")
@@ -74,7 +61,7 @@ async def test_launch_watch_done_and_compare(fast_config):
         assert cells["Best acc"] == fmt(max(m["test_acc"] for m in rd.read_jsonl(rd.Path(row.key) / rd.METRICS)
                                    if m["kind"] == "epoch"), PCT)
         await pilot.press("enter")  # open the run: plots and log
-        await wait_until(pilot, lambda: len(app.query_one("#run-log").lines) > 3)
+        await app_until(pilot, lambda: len(app.query_one("#run-log").lines) > 3, "the log")
         assert "done: test acc" in "\n".join(s.text for s in app.query_one("#run-log").lines)
         await pilot.press("4", "right_square_bracket")  # the side-by-side comparison
         await wait_compare(pilot, app, "side")
@@ -83,8 +70,8 @@ async def test_launch_watch_done_and_compare(fast_config):
         scratch = next(r for r in rows if r[0] == "scratch")
         assert scratch[3] == fmt(summary["test_acc_at_best"], PCT)
         await pilot.press("e")  # export the visible table (in a worker thread)
-        await wait_until(pilot, lambda: (fast_config.parent / "reports" / "side.csv").exists(),
-                         20)
+        await app_until(pilot, lambda: (fast_config.parent / "reports" / "side.csv").exists(),
+                        "reports/side.csv")
         assert (fast_config.parent / "reports" / "side.md").exists()
         assert (fast_config.parent / "reports" / "side.csv").read_text().startswith("Experiment,")
 
@@ -97,20 +84,19 @@ async def test_runs_survive_the_app_and_it_reattaches(fast_config):
         await pilot.pause(0.2)
         assert isinstance(app.screen, Confirm)
         await pilot.press("y")
-        await wait_until(pilot, lambda: runs_of(app, "rot") and runs_of(app, "ft"))
+        await app_until(pilot, lambda: runs_of(app, "rot") and runs_of(app, "ft"),
+                        "the rot and ft runs")
         assert runs_of(app, "ft")[0].state == "queued"
         await pilot.press("q")
     runs_dir = fast_config.parent / "runs"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # the app is gone; the detached process goes on
-        states = {r.experiment: r.state for r in rd.list_runs(runs_dir)}
-        if states.get("ft") in rd.FINAL_STATES:
-            break
-        await asyncio.sleep(0.5)
+    # the app is gone; the detached process goes on (no app to keep running: a plain wait)
+    wait_until(lambda: {r.experiment: r.state for r in rd.list_runs(runs_dir)}.get("ft")
+               in rd.FINAL_STATES, "ft to end")
+    states = {r.experiment: r.state for r in rd.list_runs(runs_dir)}
     assert states == {"rot": "done", "ft": "done"}
     app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: len(app.snapshot.rows) == 2)
+        await app_until(pilot, lambda: len(app.snapshot.rows) == 2, "two runs in the app")
         assert [r.state for r in app.snapshot.rows] == ["done", "done"]
         await pilot.press("4")  # the summary now has measured figures for rot and ft
         await wait_compare(pilot, app, "summary")
@@ -136,21 +122,21 @@ async def test_cancel_from_the_app_sends_sigterm(fast_config):
         await select_experiment(pilot, app, "scratch")
         await pilot.press("o")  # launch with overrides
         await pilot.press(*"epochs=60", "enter")
-        await wait_until(pilot, lambda: runs_of(app, "scratch")
-                         and runs_of(app, "scratch")[0].state == "running")
+        await app_until(pilot, lambda: runs_of(app, "scratch")
+                        and runs_of(app, "scratch")[0].state == "running", "scratch running")
         await pilot.press("2")
         await pilot.pause(0.3)
         await pilot.press("c")
         assert isinstance(app.screen, Confirm)
         await pilot.press("y")
-        await wait_until(pilot, lambda: runs_of(app, "scratch")[0].state == "cancelled", 60)
+        await app_until(pilot, lambda: runs_of(app, "scratch")[0].state == "cancelled",
+                        "scratch cancelled")
         run = rd.load_run(rd.Path(runs_of(app, "scratch")[0].key))
         assert run.epochs == 60 and run.status["error"].startswith("cancelled")
 
 
 async def test_bad_experiments_file_shows_the_cli_line(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text('[experiment.a]\nepochs = "many"\n')
+    cfg = write_lab(tmp_path, '[experiment.a]\nepochs = "many"\n')
     cli = engine("list", "--config", cfg).stderr.strip()
     assert cli.startswith("error: ")
     app = RotundaApp(cfg, gpu=False)
@@ -164,6 +150,6 @@ async def test_bad_experiments_file_shows_the_cli_line(tmp_path):
         # fixing the file reloads it
         await pilot.press("escape")
         cfg.write_text(FAST)
-        await wait_until(pilot, lambda: app.snapshot.config_error is None, 10)
+        await app_until(pilot, lambda: app.snapshot.config_error is None, "the file reloaded")
         await pilot.press("1")
         assert app.query_one("#exp-table").row_count == 5  # a group row and four experiments

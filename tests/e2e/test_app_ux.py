@@ -1,12 +1,12 @@
 """What a new user tripped over in the app, driven by Pilot on runs the test writes (and,
 for the gallery, one real run)."""
-import json
 import os
 import time
 
 import pytest
-from conftest import TINY, engine
-from test_snapshots import LONG_ERROR, write_run
+from conftest import app_until, engine, write_lab
+from makers import write_run
+from test_snapshots import LONG_ERROR, write_demo_run
 
 from engine.launch.local import hostname, process_start_time
 from tui.app import RotundaApp
@@ -18,30 +18,24 @@ from tui.views.base import selected_key
 
 @pytest.fixture
 def lab(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY)
-    write_run(tmp_path / "runs", "rot", "20261125-100000-aaaa", "done", 4, 0.3)
+    cfg = write_lab(tmp_path)
+    write_demo_run(tmp_path / "runs", "rot", "20261125-100000-aaaa", "done", 4, 0.3)
     return cfg
 
 
 def live_run(runs, exp, run_id, state, **status):
     """A run this process owns (so that it is not 'lost'), in the middle of epoch 2."""
-    d = runs / exp / run_id
-    d.mkdir(parents=True)
-    (d / "status.json").write_text(json.dumps({
-        "state": state, "experiment": exp, "run_id": run_id, "executor": "local",
+    return write_run(runs, exp, run_id, state, status={
+        "experiment": exp, "run_id": run_id, "executor": "local",
         "pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "host": hostname(),
         "started": "2026-11-25T10:00:00+00:00", "segment_start": time.time() - 100,
         "active_before": 0.0, "epoch": 1, "epochs": 4, "step": 37, "steps": 100,
         "best_acc": 0.4, "images_per_s": 300.0, "epoch_s": 50.0, "eta_s": 600.0,
-        "updated": time.time(), **status}))
-    return d
+        "updated": time.time(), **status})
 
 
-async def settle(pilot, app, n_rows, timeout=10.0):
-    end = time.monotonic() + timeout
-    while len(app.snapshot.rows) < n_rows and time.monotonic() < end:
-        await pilot.pause(0.1)
+async def settle(pilot, app, n_rows):
+    await app_until(pilot, lambda: len(app.snapshot.rows) >= n_rows, f"{n_rows} runs in the app")
     await pilot.pause(0.3)
 
 
@@ -142,8 +136,8 @@ async def test_a_launched_run_is_followed_and_queueing_told_only_when_true(
 
 
 async def test_run_detail_fits_the_terminal(tmp_path, lab):
-    write_run(tmp_path / "runs", "scratch", "20261125-102000-cccc", "failed", 2, 0.1,
-              error=LONG_ERROR, first_test_loss=177.0)
+    write_demo_run(tmp_path / "runs", "scratch", "20261125-102000-cccc", "failed", 2, 0.1,
+                   error=LONG_ERROR, first_test_loss=177.0)
     for size, plots in [((80, 24), 2), ((200, 50), 6)]:
         app = RotundaApp(lab, gpu=False, poll_s=0.2)
         async with app.run_test(size=size) as pilot:
@@ -162,23 +156,20 @@ async def test_run_detail_fits_the_terminal(tmp_path, lab):
 
 
 async def test_a_broken_experiments_file_says_why_and_exports_nothing(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text('[experiment.a]\nepochs = "many"\n')
+    cfg = write_lab(tmp_path, '[experiment.a]\nepochs = "many"\n')
     app = RotundaApp(cfg, gpu=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.5)
-        error = app.snapshot.config_error
+        error = await app_until(pilot, lambda: app.snapshot.config_error, "the config error")
         await pilot.press("4")
         assert error in str(app.query_one("#compare-notes").render())
         await pilot.press("e")
-        await pilot.pause(0.5)
-        assert any(n.message == error for n in app._notifications)
+        await app_until(pilot, lambda: any(n.message == error for n in app._notifications),
+                        "the error as a notification")
         assert not (tmp_path / "reports").exists()
 
 
 async def test_the_gallery_fits_the_terminal(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY)
+    cfg = write_lab(tmp_path)
     engine("run", "scratch", "--set", "epochs=1", "--config", cfg, check=True)
     for width, height in [(80, 24), (200, 50)]:
         app = RotundaApp(cfg, gpu=False)
@@ -187,10 +178,8 @@ async def test_the_gallery_fits_the_terminal(tmp_path):
             await pilot.press("2", "g")
             assert isinstance(app.screen, Gallery)
             box = app.screen.query_one("#gallery-box")
-            end = time.monotonic() + 120
-            while "correct" not in str(app.screen.query_one("#gallery-text").render()):
-                assert time.monotonic() < end
-                await pilot.pause(0.3)
+            await app_until(pilot, lambda app=app: "correct" in str(
+                app.screen.query_one("#gallery-text").render()), "the gallery's images")
             inner = box.scrollable_content_region.width
             lines = str(app.screen.query_one("#gallery-text").render()).splitlines()
             per_row = len(lines[0].split())  # an image's top row is one run of blocks

@@ -1,9 +1,7 @@
 """The dataset card from the app (d on the Experiments view) and through the CLI as a
 process, on an image folder the test writes."""
-import time
-
 import pytest
-from conftest import engine
+from conftest import app_until, engine, write_lab
 from makers import UNEVEN_TRAIN, write_uneven_folder
 
 from tui.app import RotundaApp
@@ -30,31 +28,25 @@ axes = { lr = [0.1, 0.01] }
 @pytest.fixture
 def lab(tmp_path):
     write_uneven_folder(tmp_path / "pets")
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(EXPERIMENTS)
-    return cfg
+    return write_lab(tmp_path, EXPERIMENTS)
 
 
-async def ready(pilot, app, timeout=10.0) -> None:
+async def ready(pilot, app) -> None:
     """Until the experiments table is filled (the first snapshot is in)."""
-    end = time.monotonic() + timeout
-    while app.snapshot.config is None or not app.query_one("#exp-table").row_count:
-        assert time.monotonic() < end
-        await pilot.pause(0.1)
+    await app_until(pilot, lambda: app.snapshot.config is not None
+                    and app.query_one("#exp-table").row_count, "the experiments table")
     await pilot.pause(0.2)
 
 
-async def card_text(pilot, app, timeout=120.0) -> str:
-    """The card's text once the engine has answered (or the box is gone)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        await pilot.pause(0.3)
+async def card_text(pilot, app) -> str:
+    """The card's text once the engine has answered ("" if the box closed instead)."""
+    def answered():
         if not isinstance(app.screen, DatasetCard):
-            return ""
+            return ("",)
         text = str(app.screen.query_one("#dataset-text").render())
-        if "imbalance" in text:
-            return text
-    raise AssertionError("the dataset card did not come")
+        return ("imbalance" in text) and (text,)
+    (text,) = await app_until(pilot, answered, "the dataset card (or the box to close)")
+    return text
 
 
 async def test_d_shows_the_dataset_card_of_the_selected_experiment(lab):
@@ -82,9 +74,8 @@ async def test_a_sweep_shows_its_base_and_a_missing_dataset_is_one_notification(
         await ready(pilot, app)
         await pilot.press("down", "d")
         assert await card_text(pilot, app) == ""
-        end = time.monotonic() + 120  # the box may close before the engine has answered
-        while not app._notifications and time.monotonic() < end:
-            await pilot.pause(0.2)
+        # the box may close before the engine has answered
+        await app_until(pilot, lambda: app._notifications, "a notification")
         notes = [n.message for n in app._notifications]
         assert len(notes) == 1 and notes[0].startswith("image folder not found in ")
         assert "\n" not in notes[0]

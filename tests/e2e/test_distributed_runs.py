@@ -4,11 +4,10 @@ that a one-process run resumes from and starts from, and back. resnet20 keeps it
 and has BatchNorm, whose statistics rank 0 hands to the other rank before evaluating."""
 import subprocess
 import sys
-import time
 
 import tomllib
 import torch
-from conftest import engine, env
+from conftest import engine, env, wait_until
 
 from engine.core import rundir as rd
 
@@ -64,12 +63,11 @@ def test_a_cancelled_two_process_run_resumes_on_one_and_back(tiny_config):
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     runs = tiny_config.parent / "runs"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
+
+    def an_epoch_or_ended():
         found = rd.list_runs(runs, "scratch")
-        if found and _lines(found[0].path, "epoch"):
-            break
-        time.sleep(0.1)
+        return proc.poll() is not None or (found and _lines(found[0].path, "epoch"))
+    wait_until(an_epoch_or_ended, "an epoch record in metrics.jsonl (or the run to end)")
     run = _only_run(tiny_config)
     assert engine("cancel", run.path, "--config", tiny_config, check=True).returncode == 0
     out, _ = proc.communicate(timeout=120)

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, engine, env
+from conftest import TINY, engine, env, wait_until, write_lab
 
 from engine.core import rundir as rd
 
@@ -50,8 +49,7 @@ def fill(where: Path) -> Path:
 @pytest.mark.timeout(600)
 def test_full_disk_fails_in_one_line_keeps_everything_and_resumes(small_disk, tmp_path):
     root = small_disk or tmp_path
-    cfg = root / "experiments.toml"
-    cfg.write_text(LAB)
+    cfg = write_lab(root, LAB)
     e = env()
     if small_disk is None:  # no mount here: the third checkpoint write finds the disk full
         e["ROTUNDA_FAULT"] = "full:checkpoint:3"
@@ -59,12 +57,12 @@ def test_full_disk_fails_in_one_line_keeps_everything_and_resumes(small_disk, tm
                              str(cfg)], env=e, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     runs = root / "runs"
-    end = time.monotonic() + 300
-    while time.monotonic() < end and proc.poll() is None:
+
+    def two_epochs_or_ended():
         found = rd.list_runs(runs, "scratch")
-        if found and found[0].status.get("epoch", 0) >= 2:
-            break
-        time.sleep(0.05)
+        return proc.poll() is not None or (found and found[0].status.get("epoch", 0) >= 2)
+    wait_until(two_epochs_or_ended, "epoch 2 in status.json (or the run to end)",
+               interval=0.05)
     run_dir = rd.list_runs(runs, "scratch")[0].path
     filler = None
     if small_disk is not None:

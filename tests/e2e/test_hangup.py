@@ -5,10 +5,9 @@ but each in its own session, finish one after another; a new app shows them done
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, app_until, wait_until, write_lab
 
 from engine.core import rundir as rd
 from engine.launch.local import process_alive, process_start_time
@@ -32,18 +31,8 @@ synthetic_test = 32
 """
 
 
-def _wait_for(pred, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(LAB)
+    cfg = write_lab(tmp_path, LAB)
     runs_dir = tmp_path / "runs"
     # a private tmux server (its own socket, no user config) that exits with its session
     tmux = ["tmux", "-S", str(tmp_path / "tmux.sock"), "-f", "/dev/null"]
@@ -60,28 +49,28 @@ async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_pa
                                       "#{pane_pid}"], text=True, capture_output=True,
                                      check=True).stdout)
         app_start = process_start_time(app_pid)
-        _wait_for(lambda: "quick" in screen() and "Launch" in screen(), 60, "the app")
+        wait_until(lambda: "quick" in screen() and "Launch" in screen(), "the app")
         for n in (1, 2, 3):  # Enter launches the selected experiment
             subprocess.run([*tmux, "send-keys", "-t", "app", "Enter"], check=True)
-            _wait_for(lambda: len(rd.list_runs(runs_dir, "quick")) == n, 30, f"run {n}")
+            wait_until(lambda: len(rd.list_runs(runs_dir, "quick")) == n, f"run {n}")
 
         def one_running_two_queued():
             runs = rd.list_runs(runs_dir, "quick")
             return sorted(r.state for r in runs) == ["queued", "queued", "running"] and all(
                 r.status.get("waiting_for") == "cpu" for r in runs if r.state == "queued")
-        _wait_for(one_running_two_queued, 60, "one run running and two queued")
+        wait_until(one_running_two_queued, "one run running and two queued")
         runs = rd.list_runs(runs_dir, "quick")
         for r in runs:  # the app launched them: each run's process is the app's child
             with open(f"/proc/{r.status['pid']}/stat") as f:
                 assert int(f.read().rsplit(")", 1)[1].split()[1]) == app_pid
         subprocess.run([*tmux, "kill-session", "-t", "app"], check=True)
-        _wait_for(lambda: not process_alive(app_pid, app_start), 30, "the app to die")
+        wait_until(lambda: not process_alive(app_pid, app_start), "the app to die")
         assert one_running_two_queued()  # the hang-up stopped none of them
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
 
-    _wait_for(lambda: all(r.state in rd.FINAL_STATES for r in rd.list_runs(runs_dir)), 180,
-              "the runs to end")
+    wait_until(lambda: all(r.state in rd.FINAL_STATES for r in rd.list_runs(runs_dir)),
+               "the runs to end")
     runs = sorted(rd.list_runs(runs_dir, "quick"), key=lambda r: r.status["ticket"])
     assert [r.state for r in runs] == ["done"] * 3
     for before, after in zip(runs, runs[1:]):  # the queue moved on, one at a time
@@ -89,8 +78,6 @@ async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_pa
 
     app = RotundaApp(cfg, gpu=False, poll_s=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
-        end = time.monotonic() + 30
-        while len(app.snapshot.rows) < 3 and time.monotonic() < end:
-            await pilot.pause(0.2)
+        await app_until(pilot, lambda: len(app.snapshot.rows) >= 3, "the three runs in the app")
         assert sorted((r.run_id, r.state) for r in app.snapshot.rows) == \
             sorted((r.run_id, "done") for r in runs)

@@ -7,40 +7,38 @@ import json
 import math
 import random
 import signal
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import tomllib
 import torch
-from conftest import TINY, engine, env
+from conftest import TINY, engine, env, wait_until, write_lab
 
 from engine.core import rundir as rd
 
 EPOCHS = 12
-KILLS = 20
 # step and epoch records without their clocks: what must be equal
 CLOCKS = {"images_per_s", "epoch_s", "gpu_mem_peak_mb"}
 
 
-def lab(tmp_path: Path) -> Path:
-    path = tmp_path / "experiments.toml"
-    # cifarnet on 128 images: a second an epoch, so that the kills, not start-up, dominate
-    path.write_text(TINY.replace("epochs = 4", f"epochs = {EPOCHS}\nmodel = \"cifarnet\"")
-                    .replace("synthetic_train = 320", "synthetic_train = 128")
-                    .replace("synthetic_test = 160", "synthetic_test = 64")
-                    .replace("log_every = 2", "log_every = 1") + """
+# cifarnet on 128 images: a second an epoch, so that the kills, not start-up, dominate
+LAB = (TINY.replace("epochs = 4", f"epochs = {EPOCHS}\nmodel = \"cifarnet\"")
+       .replace("synthetic_train = 320", "synthetic_train = 128")
+       .replace("synthetic_test = 160", "synthetic_test = 64")
+       .replace("log_every = 2", "log_every = 1")) + """
 [experiment.byol]
 title = "BYOL"
 task = "byol"
 byol_hidden = 64
 knn_every = 1
 epochs = 5
-""")
-    return path
+"""
+
+
+def lab(tmp_path: Path) -> Path:
+    return write_lab(tmp_path, LAB)
 
 
 def start(*args, fault: str = "") -> subprocess.Popen:
@@ -68,14 +66,15 @@ def checkpointed(run_dir: Path) -> int:
     return (rd.read_json(run_dir / rd.STATUS) or {}).get("epoch", 0)
 
 
-def wait(pred, timeout=120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError("timed out")
+def wait(pred, what: str):
+    """conftest's wait_until, polled finely: a kill should land close to its step."""
+    return wait_until(pred, what, interval=0.02)
+
+
+def steps_in(run_dir: Path, epoch: int) -> int:
+    """How many step records of `epoch` metrics.jsonl holds."""
+    return sum(1 for m in rd.read_jsonl(run_dir / rd.METRICS)
+               if m.get("kind") == "step" and m.get("epoch") == epoch)
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -116,28 +115,37 @@ def kill_and_resume(cfg: Path, exp: str, epochs: int, plan: list[str], startup: 
     """An uninterrupted run, then one killed once for each entry of `plan` (a fault to
     inject, or "" for a SIGKILL from outside) and resumed after each; kill i waits for
     epoch i * (epochs - 2) / len(plan) to be checkpointed, then strikes at a random moment
-    of an epoch's length (mid-epoch, evaluation, a checkpoint); those in `startup` strike
-    while the process starts instead."""
+    then for a random number of step records (1 up to an epoch's worth) of the next epoch
+    to be written, and strikes (mid-epoch, evaluation, a checkpoint): kills land on
+    recorded progress, not on the clock; those in `startup` strike as soon as the process
+    is started. The last kill waits for epoch epochs - 2 at the latest, so the run cannot
+    end first; if it does, the test says so."""
     engine("run", exp, "--config", cfg, check=True)
     ref = the_run(cfg, exp, set())
-    epoch_s = statistics.median(m["epoch_s"] for m in rd.read_jsonl(ref / rd.METRICS)
-                                if m["kind"] == "epoch")
+    steps_per = steps_in(ref, 1)
     run_dir, at = None, []
     for i, fault in enumerate(plan):
         seen = segments(run_dir) if run_dir else 0
         proc = (start("resume", run_dir, "--config", cfg, fault=fault) if run_dir
                 else start("run", exp, "--config", cfg))
-        run_dir = run_dir or wait(lambda: the_run(cfg, exp, {ref}))
+        run_dir = run_dir or wait(lambda: the_run(cfg, exp, {ref}), "the run's directory")
         if fault:  # armed in this process: it kills itself halfway through that write
             assert proc.wait(timeout=120) == -signal.SIGKILL, fault
         else:
             if i not in startup:
                 target = i * (epochs - 2) // len(plan)
+                k = rng.randint(1, steps_per)
                 wait(lambda d=run_dir, n=seen, t=target, p=proc:
-                     (segments(d) > n and checkpointed(d) >= t) or p.poll() is not None)
-            time.sleep(rng.uniform(0, epoch_s))
+                     (segments(d) > n and checkpointed(d) >= t) or p.poll() is not None,
+                     f"kill {i}: epoch {target} checkpointed by a new segment")
+                wait(lambda d=run_dir, t=target, k=k, p=proc:
+                     steps_in(d, checkpointed(d) + 1) >= k or checkpointed(d) > t
+                     or p.poll() is not None,
+                     f"kill {i}: step {k} of the epoch after {target} recorded")
             proc.send_signal(signal.SIGKILL)
-            assert proc.wait() == -signal.SIGKILL, f"the run ended first (kills at {at})"
+            assert proc.wait(timeout=60) == -signal.SIGKILL, \
+                f"kill {i}: the run ended (exit {proc.returncode}) before it was killed; " \
+                f"kills so far at epochs {at}"
         at.append(checkpointed(run_dir))
     assert start("resume", run_dir, "--config", cfg).wait(timeout=300) == 0
     print(f"{exp}: epoch reached at each kill: {at}")
@@ -155,16 +163,25 @@ def kill_and_resume(cfg: Path, exp: str, epochs: int, plan: list[str], startup: 
     return ref, run_dir, at
 
 
+# (kills, the two injected ones' places, start-up kills): the full twenty behind
+# `-m full` (nightly, on demand); by default six that keep every kind of kill
+SIZES = [pytest.param(20, (4, 11), 3, marks=pytest.mark.full, id="twenty"),
+         pytest.param(6, (2, 4), 1, id="six")]
+
+
 @pytest.mark.timeout(900)
-def test_twenty_kills_then_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("KILLS, injected, n_startup", SIZES)
+def test_twenty_kills_then_bitwise_equal_to_an_uninterrupted_run(tmp_path, KILLS, injected,
+                                                                  n_startup):
     rng = random.Random(16)
-    # twenty kills: two injected halfway through a checkpoint write and halfway through
-    # a metrics line, three in start-up, fifteen at random moments of training
+    # twenty kills (six by default): two injected halfway through a checkpoint write and
+    # halfway through a metrics line, three (one) in start-up, the rest at random steps
     plan = ["" for _ in range(KILLS)]
-    plan[4], plan[11] = "kill:checkpoint:1", "kill:metrics:3"
-    startup = set(rng.sample([i for i in range(1, KILLS) if not plan[i]], 3))
+    plan[injected[0]], plan[injected[1]] = "kill:checkpoint:1", "kill:metrics:3"
+    startup = set(rng.sample([i for i in range(1, KILLS) if not plan[i]], n_startup))
     _, run_dir, at = kill_and_resume(lab(tmp_path), "rot", EPOCHS, plan, startup, rng)
-    assert len(set(at)) >= EPOCHS // 2, at  # spread over the run, not bunched at its start
+    # spread over the run, not bunched at its start (EPOCHS // 2 at twenty kills)
+    assert len(set(at)) >= min(KILLS, EPOCHS) // 2, at
     log = (run_dir / rd.LOG).read_text()
     resumed = log.count("resume: from epoch") + log.count("resume: no checkpoint")
     assert KILLS - len(startup) <= resumed <= KILLS  # a start-up kill can precede the line

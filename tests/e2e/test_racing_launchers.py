@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TINY, engine, env
+from conftest import ROOT, TINY, engine, env, wait_until, write_lab
 
 from engine import launch as executors
 from engine.core import rundir as rd
@@ -54,18 +54,7 @@ for i in 1 2; do "$3" -m engine launch quick --config "$1" >/dev/null || exit 1;
 
 @pytest.fixture
 def lab(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(LAB)
-    return path
-
-
-def _wait_for(pred, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return write_lab(tmp_path, LAB)
 
 
 def _runs(lab):
@@ -85,8 +74,9 @@ def test_five_launchers_ten_runs_one_slot_start_once_in_ticket_order(lab):
     go.touch()
     t0 = time.time()
     assert [p.wait(timeout=120) for p in launchers] == [0] * 5
-    _wait_for(lambda: len(_runs(lab)) == 10
-              and all(r.state in rd.FINAL_STATES for r in _runs(lab)), 400, "ten runs to end")
+    wait_until(lambda: len(_runs(lab)) == 10
+               and all(r.state in rd.FINAL_STATES for r in _runs(lab)), "ten runs to end",
+               timeout=400)
     took = time.time() - t0
     runs = _runs(lab)
     assert [r.state for r in runs] == ["done"] * 10, [(r.run_id, r.status) for r in runs]
@@ -148,22 +138,22 @@ def test_a_queued_run_killed_leaks_no_slot_and_shows_lost(lab):
         for s in sets:
             args += ["--set", s]
         engine(*args, check=True)
-        _wait_for(lambda: {r.run_id for r in _runs(lab)} - before, 60, "the run directory")
+        wait_until(lambda: {r.run_id for r in _runs(lab)} - before, "the run directory")
         return next(r.path for r in _runs(lab) if r.run_id not in before)
 
     a = launch("epochs=60")  # about 8 s of training: B and C wait for the slot meanwhile
-    _wait_for(lambda: rd.load_run(a).state == "running", 60, "A to run")
+    wait_until(lambda: rd.load_run(a).state == "running", "A to run")
     b, c = launch(), launch()
 
     def waiting(d):
         s = rd.read_json(d / rd.STATUS)
         return s["state"] == "queued" and s.get("waiting_for") == "cpu"
-    _wait_for(lambda: waiting(b) and waiting(c), 60, "B and C to wait for the slot")
+    wait_until(lambda: waiting(b) and waiting(c), "B and C to wait for the slot")
     assert rd.load_run(a).state == "running"  # else the kill proves nothing
     status_b = rd.read_json(b / rd.STATUS)
     assert status_b["ticket"] < rd.read_json(c / rd.STATUS)["ticket"]
     os.kill(status_b["pid"], signal.SIGKILL)
-    _wait_for(lambda: rd.load_run(c).state in rd.FINAL_STATES, 120, "C to end")
+    wait_until(lambda: rd.load_run(c).state in rd.FINAL_STATES, "C to end")
     assert rd.load_run(a).state == "done" and rd.load_run(c).state == "done"
     assert executors.load_run(b).state == "lost"
     assert rd.parse_iso(rd.read_json(a / rd.STATUS)["ended"]) <= \

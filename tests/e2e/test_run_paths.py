@@ -7,32 +7,29 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
-from conftest import TINY, engine, env
+from conftest import engine, env, wait_until, write_lab
 
 from engine.core import rundir as rd
 
 
-def _wait_for_epoch(run_dir, epoch, proc, timeout=300):
-    """Until status.json records `epoch` done (progress, not the clock); fails naming it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for_epoch(run_dir, epoch, proc):
+    """Until status.json records `epoch` done; fails at once if the run ends first."""
+    def reached():
         status = rd.read_json(run_dir / rd.STATUS) or {}
         if (status.get("epoch") or 0) >= epoch:
             return status
         assert proc.poll() is None, f"the run ended before epoch {epoch}: {status}"
-        time.sleep(0.1)
-    raise AssertionError(f"waited {timeout} s for epoch {epoch} in {run_dir / rd.STATUS}")
+    return wait_until(reached, f"epoch {epoch} in {run_dir / rd.STATUS}")
 
 
 def test_a_run_kept_outside_the_runs_folder_resumes_diffs_and_reruns_by_its_path(tmp_path):
     lab = tmp_path / "lab"
     lab.mkdir()
-    (lab / "experiments.toml").write_text(TINY)
+    config = write_lab(lab)
     run_dir = lab / "runs" / "scratch" / "20261203-000000-0001"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "scratch", "--config", lab / "experiments.toml",
+        [sys.executable, "-m", "engine", "run", "scratch", "--config", config,
          "--run-id", run_dir.name, "--set", "epochs=6", "--quiet"],
         env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -47,8 +44,7 @@ def test_a_run_kept_outside_the_runs_folder_resumes_diffs_and_reruns_by_its_path
     shutil.move(run_dir, moved)
     other = tmp_path / "other"
     other.mkdir()
-    (other / "experiments.toml").write_text(TINY)
-    args = ("--config", other / "experiments.toml")
+    args = ("--config", write_lab(other))
 
     status = engine("status", moved, *args, cwd=other, check=True).stdout
     assert "lost" in status and moved.name in status

@@ -3,12 +3,11 @@ import csv
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import tomllib
 import torch
-from conftest import engine, env
+from conftest import engine, env, wait_until
 
 from engine import launch
 from engine.core import rundir as rd
@@ -78,21 +77,16 @@ def _start(tiny_config, *sets):
                             text=True)
 
 
-def _wait_for(pred, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_sigkill_then_resume_records_every_epoch_once(tiny_config):
     proc = _start(tiny_config, "epochs=5", "log_every=1")
-    _wait_for(lambda: _runs(tiny_config, "scratch")
-              and len(_epoch_lines(_runs(tiny_config, "scratch")[0].path)) >= 2)
+    wait_until(lambda: _runs(tiny_config, "scratch")
+               and len(_epoch_lines(_runs(tiny_config, "scratch")[0].path)) >= 2,
+               "two epoch records")
     run_dir = _runs(tiny_config, "scratch")[0].path
-    _wait_for(lambda: '"epoch":3' in (run_dir / rd.METRICS).read_text())  # mid-epoch 3
+    wait_until(lambda: '"epoch":3' in (run_dir / rd.METRICS).read_text(),
+               "a step record of epoch 3")  # mid-epoch 3
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert launch.load_run(run_dir).state == "lost"
@@ -109,8 +103,8 @@ def test_sigkill_then_resume_records_every_epoch_once(tiny_config):
 
 def test_sigterm_cancels_after_the_checkpoint(tiny_config):
     proc = _start(tiny_config, "epochs=50")
-    _wait_for(lambda: _runs(tiny_config, "scratch")
-              and _epoch_lines(_runs(tiny_config, "scratch")[0].path))
+    wait_until(lambda: _runs(tiny_config, "scratch")
+               and _epoch_lines(_runs(tiny_config, "scratch")[0].path), "an epoch record")
     run_dir = _runs(tiny_config, "scratch")[0].path
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -131,7 +125,7 @@ def test_sigterm_in_the_first_epoch_says_there_is_no_checkpoint(tiny_config):
         runs = _runs(tiny_config, "scratch")
         metrics = runs[0].path / rd.METRICS if runs else None
         return bool(metrics and metrics.exists() and '"kind":"step"' in metrics.read_text())
-    _wait_for(stepped)
+    wait_until(stepped, "a step record")
     run_dir = _runs(tiny_config, "scratch")[0].path
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)

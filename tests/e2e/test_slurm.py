@@ -5,11 +5,10 @@ the warning signal (each ends with one finished run, every epoch recorded once),
 job killed behind the app's back shows as lost."""
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, engine
+from conftest import TINY, app_until, engine, wait_until, write_lab
 
 from engine import launch as executors
 from engine.core import rundir as rd
@@ -32,8 +31,7 @@ axes = { lr = [0.001, 0.002] }
 
 @pytest.fixture
 def lab(slurm_cluster, tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(SLURM)
+    path = write_lab(tmp_path, SLURM)
     yield path
     # whatever a failed test left in the queue must not hold the node for the next
     ours = [r.status.get("job_id") for r in rd.list_runs(tmp_path / "runs")]
@@ -52,14 +50,7 @@ def job_state(job: str) -> str:
     return slurm("squeue", "-h", "--states=all", "-j", job, "-o", "%T|%r")
 
 
-def wait_for(pred, what: str, timeout: float = 300.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = wait_until  # the one helper, conftest.py
 
 
 @pytest.fixture
@@ -203,20 +194,22 @@ def test_job_killed_behind_the_apps_back_is_lost_and_resumes_as_a_job(lab):
 
 
 async def test_app_launches_a_job_and_shows_slurms_state(lab, node_full):
-    from test_app import cell_texts, runs_of, select_experiment, wait_until
+    from test_app import cell_texts, runs_of, select_experiment
 
     app = RotundaApp(lab, gpu=False, poll_s=0.2)
     async with app.run_test(size=(160, 40)) as pilot:
         await select_experiment(pilot, app, "scratch")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: runs_of(app, "scratch"))
+        await app_until(pilot, lambda: runs_of(app, "scratch"), "the scratch run")
         row = runs_of(app, "scratch")[0]
         assert rd.read_json(Path(row.key) / rd.STATUS)["executor"] == "slurm"
-        await wait_until(pilot, lambda: runs_of(app, "scratch")[0].job == "PENDING (Resources)")
+        await app_until(pilot, lambda: runs_of(app, "scratch")[0].job == "PENDING (Resources)",
+                        "its job PENDING (Resources)")
         await pilot.press("2")
         runs = app.query_one("#runs-table")
-        await wait_until(pilot, lambda: "PENDING (Resources)" in cell_texts(runs, row.key)[0])
+        await app_until(pilot, lambda: "PENDING (Resources)" in cell_texts(runs, row.key)[0],
+                        "PENDING (Resources) in the runs table")
         assert cell_texts(runs, row.key)[0] == "queued PENDING (Resources)"
         slurm("scancel", node_full)
-        await wait_until(pilot, lambda: runs_of(app, "scratch")[0].state == "done", 300)
+        await app_until(pilot, lambda: runs_of(app, "scratch")[0].state == "done", "it done")
         assert cell_texts(runs, row.key)[0] == "done"

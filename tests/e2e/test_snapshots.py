@@ -4,15 +4,14 @@ test writes.
 Regenerate after an intended change (and a look at the screens):
 python -m pytest tests/e2e/test_snapshots.py --snapshot-update
 """
-import json
 import math
 import statistics
 
 import pytest
-from conftest import TINY
+from conftest import app_until, write_lab
+from makers import write_run
 from rich.text import Text
 
-from engine.core import rundir as rd
 from tui.app import RotundaApp
 from tui.screens import gallery
 from tui.views import RunView
@@ -29,18 +28,17 @@ FORECAST = {"b0": 0.05, "b1": 0.4, "b2": 0.1, "rmse": 0.05, "rel_err": 0.04, "po
             "extrapolated": True, "eta_epoch": 4, "eta_s": 200.0, "reached_epoch": None}
 
 
-def write_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_loss=None,
-              forecast=None):
-    d = runs / exp / run_id
-    (d / "checkpoints").mkdir(parents=True)
-    status = {"state": state, "experiment": exp, "run_id": run_id, "pid": 1, "host": "elsewhere",
+def write_demo_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_loss=None,
+                   forecast=None):
+    """A run of `epochs` epochs (of 4) with made-up curves rising from `acc0`: its status,
+    metrics, log and (when done) summary, fixed so that screens compare."""
+    status = {"experiment": exp, "run_id": run_id, "pid": 1, "host": "elsewhere",
               "started": "2026-11-25T10:00:00+00:00", "ended": "2026-11-25T10:03:25+00:00",
               "error": error, "epoch": epochs, "epochs": 4,
               # progress as the trainer keeps it after each epoch (engine/progress.py)
               "steps": 10, "step": 0, "best_acc": acc0 + 0.08 * epochs, "epoch_s": 50.0,
               "images_per_s": statistics.median(300.0 + 10 * e for e in range(1, epochs + 1)),
               "forecast": forecast}
-    (d / rd.STATUS).write_text(json.dumps(status))
     lines = []
     for e in range(1, epochs + 1):
         for s in range(10):
@@ -51,28 +49,27 @@ def write_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_los
                       "test_loss": first_test_loss if e == 1 and first_test_loss else 2.2 / e,
                       "test_acc": acc0 + 0.08 * e, "lr": 0.002 * (1 - e / 4),
                       "images_per_s": 300.0 + 10 * e, "gpu_mem_peak_mb": None, "epoch_s": 50.0})
-    (d / rd.METRICS).write_text("".join(json.dumps(m) + "\n" for m in lines))
-    (d / rd.LOG).write_text("".join(
+    log = "".join(
         f"10:0{e}:00 epoch {e}/4: train loss {2.0 / e:.4f} acc {acc0 + 0.1 * e:.4f} | test loss "
         f"{2.2 / e:.4f} acc {acc0 + 0.08 * e:.4f} | lr 0.002 | {300 + 10 * e} img/s | 50.0s\n"
-        for e in range(1, epochs + 1)) + (f"10:09:00 failed: {error}\n" if error else ""))
-    if state == "done":
-        (d / rd.SUMMARY).write_text(json.dumps({
-            "epochs": epochs, "best_epoch": epochs, "test_acc_at_best": acc0 + 0.08 * epochs,
-            "final_test_acc": acc0 + 0.08 * epochs, "best_test_acc": acc0 + 0.08 * epochs,
-            "wall_s": 205.0, "median_images_per_s": 320.0, "params_trainable": 11181642,
-            "params_total": 11181642}))
+        for e in range(1, epochs + 1)) + (f"10:09:00 failed: {error}\n" if error else "")
+    summary = {
+        "epochs": epochs, "best_epoch": epochs, "test_acc_at_best": acc0 + 0.08 * epochs,
+        "final_test_acc": acc0 + 0.08 * epochs, "best_test_acc": acc0 + 0.08 * epochs,
+        "wall_s": 205.0, "median_images_per_s": 320.0, "params_trainable": 11181642,
+        "params_total": 11181642} if state == "done" else None
+    return write_run(runs, exp, run_id, state, status=status, summary=summary, metrics=lines,
+                     log=log, checkpoints=True)
 
 
 @pytest.fixture
 def fixed_lab(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY)
+    cfg = write_lab(tmp_path)
     runs = tmp_path / "runs"
-    write_run(runs, "rot", "20261125-100000-aaaa", "done", 4, 0.3)
-    write_run(runs, "ft", "20261125-101000-bbbb", "done", 4, 0.2)
-    write_run(runs, "scratch", "20261125-102000-cccc", "failed", 2, 0.1, error=LONG_ERROR,
-              first_test_loss=177.0, forecast=FORECAST)
+    write_demo_run(runs, "rot", "20261125-100000-aaaa", "done", 4, 0.3)
+    write_demo_run(runs, "ft", "20261125-101000-bbbb", "done", 4, 0.2)
+    write_demo_run(runs, "scratch", "20261125-102000-cccc", "failed", 2, 0.1, error=LONG_ERROR,
+                   first_test_loss=177.0, forecast=FORECAST)
     return cfg
 
 
@@ -110,19 +107,14 @@ def test_main_views(snap_compare, fixed_lab, monkeypatch, view, size):
 
     async def settle(pilot):
         app.sub_title = "experiments.toml"  # not the test's temporary path
-        for _ in range(50):
-            if len(app.snapshot.rows) == 3:
-                break
-            await pilot.pause(0.1)
+        await app_until(pilot, lambda: len(app.snapshot.rows) == 3, "the three runs")
         for key in VIEWS[view]:
             await pilot.press(key)
             await pilot.pause(0.3)
         run = app.query_one(RunView)
-        for _ in range(50):  # the run's log and curves come in a later poll
-            if view != "run" or (run.query_one("#run-log").lines and run.drawn is not None
-                                 and not run.dirty):
-                break
-            await pilot.pause(0.1)
+        await app_until(pilot, lambda: view != "run" or (  # they come in a later poll
+            run.query_one("#run-log").lines and run.drawn is not None and not run.dirty),
+            "the run's log and curves")
         await pilot.pause(0.5)
 
     assert snap_compare(app, terminal_size=size, run_before=settle)

@@ -9,10 +9,9 @@ chance (0.10) and not collapsed."""
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import TINY, engine, env
+from conftest import engine, env, wait_until, write_lab
 
 from engine import launch
 from engine.core import rundir as rd
@@ -48,9 +47,7 @@ def _check(run, n):
 
 @pytest.fixture
 def cfg(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY)
-    return path
+    return write_lab(tmp_path)
 
 
 @pytest.mark.parametrize("task", ["moco", "dino"])
@@ -66,16 +63,12 @@ def test_byol_killed_after_an_epoch_resumes_and_records_every_epoch_once(cfg):
     proc = subprocess.Popen([sys.executable, "-m", "engine", *_args("byol", 3, cfg)],
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        end = time.time() + 150
-        metrics = None
-        while time.time() < end:  # a step of epoch 2: epoch 1's checkpoint is on disk
+        def a_step_of_epoch_2():  # then epoch 1's checkpoint is on disk
             runs = rd.list_runs(cfg.parent / "runs", "scratch")
             metrics = runs[0].path / rd.METRICS if runs else None
-            if metrics and metrics.exists() and '"epoch":2' in metrics.read_text():
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no step of epoch 2 in time")
+            return metrics if metrics and metrics.exists() and \
+                '"epoch":2' in metrics.read_text() else None
+        metrics = wait_until(a_step_of_epoch_2, "a step of epoch 2 in metrics.jsonl")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:

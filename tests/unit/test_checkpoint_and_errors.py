@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import TINY, engine
+from conftest import engine, write_lab
 
 from engine.core import rundir as rd
 from engine.core.errors import (
@@ -84,8 +84,7 @@ def test_gallery_of_a_run_whose_data_is_gone_is_one_line(tmp_path):
     rd.atomic_write_text(run / rd.CONFIG, rd.dump_toml({"run": {}, "settings": {
         "dataset": "cifar10", "download": False, "data_dir": str(tmp_path / "gone")}}))
     checkpoint.save_weights(run / "checkpoints" / "best.pt", {}, 1)
-    (tmp_path / "experiments.toml").write_text(TINY)
-    proc = engine("gallery", run, "--config", tmp_path / "experiments.toml")
+    proc = engine("gallery", run, "--config", write_lab(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: CIFAR-10 not found in {tmp_path / 'gone'}")
     assert proc.stderr.count("\n") == 1

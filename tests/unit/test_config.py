@@ -1,6 +1,6 @@
 """experiments.toml: every class of mistake gets one line with file, line and key, exit 2."""
 import pytest
-from conftest import ROOT, engine
+from conftest import ROOT, engine, write_lab
 
 from engine.core.config import ConfigError, dependency_chain, load
 from engine.core.settings import Settings, apply_overrides
@@ -36,7 +36,7 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_toml_one_line_exit_2(tmp_path, case):
     text, expected = BAD[case]
-    (tmp_path / "experiments.toml").write_text(text)
+    write_lab(tmp_path, text)
     proc = engine("list", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import write_lab
 from makers import UNEVEN_TEST, UNEVEN_TRAIN, write_cifar, write_h5, write_uneven_folder
 from PIL import Image
 
@@ -40,9 +41,7 @@ image_size = 16
 @pytest.fixture
 def lab(tmp_path):
     written = write_uneven_folder(tmp_path / "pets")
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(EXPERIMENTS)
-    return cfg, written
+    return write_lab(tmp_path, EXPERIMENTS), written
 
 
 def card_json(capsys, cfg, name, *extra):

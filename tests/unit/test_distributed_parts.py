@@ -8,8 +8,9 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, engine, env
+from conftest import ROOT, engine, env, wait_until
 
+from engine.core import rundir as rd
 from engine.core.errors import ConfigError
 from engine.core.settings import Settings, apply_overrides
 from engine.data.splits import TensorSplit, shard
@@ -87,6 +88,10 @@ def test_an_n_gpu_run_takes_n_free_gpus_all_or_none(tmp_path):
     b = _hold(runs, "b", 2, 1)
     assert b.stdout.readline().split() == ["2", "2"]
     c = _hold(runs, "c", 3, 2)  # one GPU free of the two it needs: waits, holding none
+    wait_until(lambda: (rd.read_json(runs / "e" / "c" / rd.STATUS) or {}).get("waiting_for"),
+               "c to wait for its GPUs")
+    # negatives (c must not start while short of a GPU): it asks every 0.5 s, so these
+    # sleeps are three refusals, then two more
     time.sleep(1.5)
     assert c.poll() is None
     b.communicate("")  # GPU 2 frees: still one short

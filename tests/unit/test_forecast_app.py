@@ -1,10 +1,9 @@
 """The forecast in the app: the watcher's row carries status.json's forecast (read-only),
 the run header says what it says, and a done run's header what the 50% forecast said
 against the outcome; the Optimus comparison brings its own curve. No Textual app runs."""
-import json
-
 import pytest
-from conftest import TINY
+from conftest import TINY, write_lab
+from makers import write_run
 
 from engine.core import rundir as rd
 from engine.live.gpu import GpuMonitor
@@ -19,14 +18,10 @@ LIVE = {"b0": 0.01, "b1": 0.5, "b2": 0.2, "rmse": 0.05, "rel_err": 0.03, "points
 
 
 def write(tmp_path, state="running", forecast=LIVE, summary=None):
-    run = tmp_path / "runs" / "scratch" / "20261125-102000-cccc"
-    run.mkdir(parents=True)
-    (run / rd.STATUS).write_text(json.dumps({
-        "state": state, "experiment": "scratch", "run_id": run.name, "host": "elsewhere",
+    run = write_run(tmp_path / "runs", "scratch", "20261125-102000-cccc", state, status={
+        "experiment": "scratch", "run_id": "20261125-102000-cccc", "host": "elsewhere",
         "started": "2026-11-25T10:00:00+00:00", "epoch": 10, "epochs": 30, "steps": 100,
-        "forecast": forecast}))
-    if summary is not None:
-        (run / rd.SUMMARY).write_text(json.dumps(summary))
+        "forecast": forecast}, summary=summary)
     return rd.load_run(run)
 
 
@@ -58,8 +53,7 @@ def test_a_done_run_shows_the_half_way_forecast_against_the_outcome(tmp_path):
 def test_the_optimus_comparison_brings_its_time_curve(tmp_path):
     """A study that cannot run yet says why in its notes, and no curve; the watcher's
     compare data for kind optimus is otherwise built like every comparison's."""
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY + """
+    cfg = write_lab(tmp_path, TINY + """
 [sweep.depths]
 base = "scratch"
 axes = { model = ["resnet20", "resnet32"] }

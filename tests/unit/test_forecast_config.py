@@ -1,7 +1,7 @@
 """The forecast and optimus comparisons in experiments.toml: what they take, and one line
 with file:line for what they do not."""
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, write_lab
 
 from engine.core.config import ConfigError, load
 
@@ -29,8 +29,7 @@ def test_the_projects_optimus_tables_load():
     ('kind = "forecast"\nsweeps = ["nodepths"]', 'did you mean "depths"'),
 ])
 def test_bad_forecast_and_optimus_tables_are_one_line(tmp_path, table, says):
-    path = tmp_path / "experiments.toml"
-    path.write_text(SWEEP + "\n[compare.bad]\n" + table + "\n")
+    path = write_lab(tmp_path, SWEEP + "\n[compare.bad]\n" + table + "\n")
     with pytest.raises(ConfigError) as err:
         load(path)
     msg = str(err.value)

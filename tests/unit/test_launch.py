@@ -8,7 +8,8 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, env
+from conftest import ROOT, env, wait_until, write_lab
+from makers import write_run
 
 from engine import launch
 from engine.core import rundir as rd
@@ -18,10 +19,7 @@ from engine.launch.local import hostname, process_start_time
 
 
 def _run_dir(tmp_path, status):
-    d = tmp_path / "runs" / "exp" / "20261125-000000-abcd"
-    d.mkdir(parents=True)
-    (d / rd.STATUS).write_text(json.dumps(status))
-    return d
+    return write_run(tmp_path / "runs", "exp", "20261125-000000-abcd", status=status)
 
 
 def test_identity_names_the_executor_and_job():
@@ -68,8 +66,7 @@ def test_cancel_sends_sigterm_to_the_job(tmp_path):
 
 
 def test_executor_is_validated_in_the_lab_table(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text('[lab]\nexecutor = "slurmm"\n[experiment.a]\n')
+    path = write_lab(tmp_path, '[lab]\nexecutor = "slurmm"\n[experiment.a]\n')
     with pytest.raises(ConfigError, match=r"experiments.toml:2: \[lab\] executor = 'slurmm' "
                                           "is not one of local"):
         load(path)
@@ -94,6 +91,10 @@ def test_the_local_queue_hands_out_one_cpu_slot_at_a_time(tmp_path):
     assert first.stdout.readline().startswith("started")
     second = subprocess.Popen([sys.executable, "-c", code, runs / "e" / "b", "2", runs, "0"],
                               cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True)
+    wait_until(lambda: (rd.read_json(runs / "e" / "b" / rd.STATUS) or {}).get("waiting_for"),
+               "the second to wait for the slot")
+    # a negative (it must not start while the first holds the slot): it asks every 0.5 s,
+    # so 1.5 s is three refusals
     time.sleep(1.5)
     assert second.poll() is None  # still waiting for the slot
     first.send_signal(signal.SIGKILL)
@@ -120,10 +121,7 @@ def test_a_launcher_keeps_no_defunct_children(tmp_path):
     """The app launches runs and lives on: a job that ends is reaped, not left <defunct>."""
     before = set(_children())
     out = launch.get("local").submit(["--help"], tmp_path / "runs", ROOT, "tag")
-    end = time.time() + 30
-    while time.time() < end:
-        mine = {p: s for p, s in _children().items() if p not in before}
-        if not mine and "usage:" in out.read_text():
-            break
-        time.sleep(0.1)
-    assert not mine, f"children left behind: {mine}"  # a zombie would show as state Z
+    wait_until(lambda: "usage:" in out.read_text(), "the job's output")
+    # a zombie would show as state Z, and stay
+    wait_until(lambda: not {p: s for p, s in _children().items() if p not in before},
+               "no child left behind")

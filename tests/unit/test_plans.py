@@ -1,6 +1,6 @@
 """Sweeps expand into the product of their axes."""
 import pytest
-from conftest import TINY
+from conftest import TINY, write_lab
 
 from engine.core.config import ConfigError, load
 
@@ -13,8 +13,7 @@ axes = { lr = [0.001, 0.003], batch_size = [32, 50, 64] }
 
 
 def test_sweep_expands_to_the_product_of_its_axes(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(SWEEP)
+    path = write_lab(tmp_path, SWEEP)
     sweep = load(path).sweeps["lrs"]
     points = sweep.points()
     assert len(points) == 6
@@ -43,15 +42,13 @@ components = { a = { cutout = 4 }, b = { label_smoothing = 0.1 }, c = { tta = tr
 
 
 def test_ablation_modes_expand_to_the_right_configurations(tmp_path):
-    path = tmp_path / "experiments.toml"
     expected = {
         "add_one": ["baseline", "+a", "+b", "+c"],
         "remove_one": ["baseline", "full", "full-a", "full-b", "full-c"],
         "all": ["baseline", "+a", "+b", "+c", "+a+b", "+a+c", "+b+c", "full"],
     }
     for mode, labels in expected.items():
-        path.write_text(ABLATION.replace("MODE", mode))
-        ab = load(path).ablations["ab"]
+        ab = load(write_lab(tmp_path, ABLATION.replace("MODE", mode))).ablations["ab"]
         configs = ab.configs()
         assert [label for label, _ in configs] == labels
         assert len(ab.points()) == 2 * len(labels)  # two seeds each

@@ -1,10 +1,10 @@
 """A run's progress lives in its status.json: the trainer's Progress writes it, viewers
 read it without opening metrics.jsonl; the CLI prints names and ids whole."""
-import json
 import time
 from datetime import datetime
 
-from conftest import TINY, engine
+from conftest import TINY, engine, write_lab
+from makers import write_run
 
 from engine.core import progress
 from engine.core import rundir as rd
@@ -43,10 +43,7 @@ def test_elapsed_leaves_out_the_time_a_run_was_stopped():
 
 
 def _run(runs, exp, run_id, **status):
-    d = runs / exp / run_id
-    d.mkdir(parents=True)
-    (d / rd.STATUS).write_text(json.dumps({"state": "done", "epoch": 2, "epochs": 2, **status}))
-    return d
+    return write_run(runs, exp, run_id, status={"epoch": 2, "epochs": 2, **status})
 
 
 def test_the_runs_table_reads_status_not_metrics(tmp_path):
@@ -63,11 +60,11 @@ def test_status_prints_whole_names_and_ids_when_piped_and_survives_a_broken_toml
     long_name = "linear_probe_from_rotation_pretraining_with_a_long_name"
     for i in range(3):
         _run(runs, long_name, f"20261125-10000{i}-ab{i}d")
-    (tmp_path / "experiments.toml").write_text(TINY + '\n[experiment.broken]\nepochs = "x"\n')
+    cfg = write_lab(tmp_path, TINY + '\n[experiment.broken]\nepochs = "x"\n')
     proc = engine("status", cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout.count(long_name) == 3 and "20261125-100002-ab2d" in proc.stdout
     assert "\x1b[" not in proc.stdout and "…" not in proc.stdout  # plain text
     assert proc.stderr.startswith("note: ") and "epochs must be an integer" in proc.stderr
-    listing = engine("list", "--config", tmp_path / "experiments.toml")
+    listing = engine("list", "--config", cfg)
     assert listing.returncode == 2  # list needs the experiments, status only the runs

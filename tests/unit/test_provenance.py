@@ -1,14 +1,13 @@
 """Provenance pieces that need no training: the git state of a folder, the data
 fingerprint, and what `engine diff` reports of two run directories."""
-import json
 import shutil
 import subprocess
 
 import numpy as np
+from makers import write_folder, write_run
 from PIL import Image
 
 from engine.core import provenance
-from engine.core import rundir as rd
 from engine.core.settings import Settings
 from engine.data.datasets import load_dataset
 from engine.report.diff import diff_table, varying
@@ -41,23 +40,13 @@ def test_outside_a_repository_there_is_none(tmp_path):
     assert code == {"repo": None, "commit": None, "dirty": None} and patch == ""
 
 
-def write_folder(root):
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for cls in ("a", "b"):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(3):
-                arr = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
-                Image.fromarray(arr).save(root / split / cls / f"{i}.png")
-
-
 def fingerprint(root):
     s = Settings(dataset="imagefolder", data_dir=str(root), image_size=12)
     return environment.fingerprint(load_dataset(s))
 
 
 def test_data_fingerprint_tells_one_image_apart(tmp_path):
-    write_folder(tmp_path / "one")
+    write_folder(tmp_path / "one", classes=("a", "b"), per_class=3, size=(12, 12), seed=0)
     shutil.copytree(tmp_path / "one", tmp_path / "copy")
     shutil.copytree(tmp_path / "one", tmp_path / "changed")
     Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "changed/train/b/1.png")
@@ -66,17 +55,9 @@ def test_data_fingerprint_tells_one_image_apart(tmp_path):
     assert one["sizes"] == {"train": 6, "test": 6} == changed["sizes"]
 
 
-def fake_run(root, name, settings, provenance_=None, summary=None):
-    d = root / "e" / name
-    d.mkdir(parents=True)
-    (d / rd.STATUS).write_text(json.dumps({"state": "done"}))
-    (d / rd.CONFIG).write_text(rd.dump_toml({"run": {"experiment": "e"},
-                                             "settings": settings}))
-    if provenance_:
-        (d / provenance.PROVENANCE).write_text(json.dumps(provenance_))
-    if summary:
-        (d / rd.SUMMARY).write_text(json.dumps(summary))
-    return d
+def fake_run(root, name, settings, provenance_, summary):
+    return write_run(root, "e", name, config={"run": {"experiment": "e"}, "settings": settings},
+                     summary=summary, files={provenance.PROVENANCE: provenance_})
 
 
 def test_diff_shows_only_what_differs(tmp_path):

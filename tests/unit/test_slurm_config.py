@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, write_lab
 
 from engine.core.config import load
 from engine.core.errors import ConfigError
@@ -10,9 +10,7 @@ from engine.launch.slurm import EXECUTOR
 
 
 def lab(tmp_path, text: str):
-    path = tmp_path / "experiments.toml"
-    path.write_text(text + TINY)
-    return load(path).lab
+    return load(write_lab(tmp_path, text + TINY)).lab
 
 
 def test_slurm_table_becomes_the_sbatch_options(tmp_path):

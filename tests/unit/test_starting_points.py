@@ -2,7 +2,7 @@
 checkpoint file, or published weights; they survive the trip through a run's config.toml,
 and a mistake in any of them is one line."""
 import pytest
-from conftest import TINY
+from conftest import TINY, write_lab
 
 from engine.core import rundir as rd
 from engine.core.config import load
@@ -19,9 +19,7 @@ from engine.core.settings import (
 
 
 def _load(tmp_path, extra):
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY + extra)
-    return load(path)
+    return load(write_lab(tmp_path, TINY + extra))
 
 
 def test_the_three_kinds_of_starting_point(tmp_path):

@@ -1,9 +1,9 @@
 """The pieces of a transfer study that need no weights: the validation split held out of
 train, the seed's multistep schedule, and the transfer table's winner."""
-import json
-
 import pytest
 import torch
+from conftest import write_lab
+from makers import write_run
 
 from engine.core.config import load
 from engine.core.errors import DataError
@@ -27,9 +27,7 @@ def test_hold_out_is_stratified_disjoint_and_fixed():
 
 
 def write(tmp_path, body):
-    path = tmp_path / "experiments.toml"
-    path.write_text('[defaults]\ndataset = "synthetic"\ndevice = "cpu"\n' + body)
-    return load(path)
+    return load(write_lab(tmp_path, '[defaults]\ndataset = "synthetic"\ndevice = "cpu"\n' + body))
 
 
 def test_validation_split_comes_out_of_train_before_label_fraction(tmp_path):
@@ -45,16 +43,6 @@ def test_seed_004_schedule_three_drops_by_ten(tmp_path):
     s = config.experiments["a"].settings
     rates = [s.lr * lr_factor(s, epoch * 10, 10) for epoch in (0, 59, 60, 119, 120, 180, 199)]
     assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-6, 1e-6])
-
-
-def fake_run(runs, folder, run_id, summary, config_run=None):
-    d = runs / folder / run_id
-    d.mkdir(parents=True)
-    (d / "status.json").write_text(json.dumps({"state": "done", "experiment": folder}))
-    (d / "summary.json").write_text(json.dumps(summary))
-    if config_run:
-        (d / "config.toml").write_text(
-            f'[run]\nsweep = "{config_run[0]}"\npoint = "{config_run[1]}"\n')
 
 
 def test_transfer_table_names_the_winner_by_validation(tmp_path):
@@ -78,10 +66,11 @@ experiments = ["ft"]
 sweeps = ["probe_lr"]
 """)
     runs = config.runs_dir()
-    fake_run(runs, "ft", "20260101-000000-aaaa",
-             {"val_acc_at_best": 0.70, "test_acc_at_best": 0.90, "best_test_acc": 0.91})
-    fake_run(runs, "probe_lr", "20260101-000001-bbbb",
-             {"val_acc_at_best": 0.75, "test_acc_at_best": 0.60}, ("probe_lr", "lr=1.0"))
+    write_run(runs, "ft", "20260101-000000-aaaa", status={"experiment": "ft"},
+              summary={"val_acc_at_best": 0.70, "test_acc_at_best": 0.90, "best_test_acc": 0.91})
+    write_run(runs, "probe_lr", "20260101-000001-bbbb", status={"experiment": "probe_lr"},
+              summary={"val_acc_at_best": 0.75, "test_acc_at_best": 0.60},
+              config={"run": {"sweep": "probe_lr", "point": "lr=1.0"}})
     table = compare_table(config, "t", runs)
     assert [r[0] for r in table.rows] == ["fine-tune", "feature extractor",
                                           "feature extractor"]

@@ -3,7 +3,8 @@ import dataclasses
 import json
 
 import pytest
-from conftest import TINY
+from conftest import write_lab
+from makers import write_run
 
 from engine.core import rundir as rd
 from engine.live.gpu import GpuMonitor
@@ -27,15 +28,11 @@ def lines(*records) -> str:
 
 @pytest.fixture
 def lab(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY)
-    run = tmp_path / "runs" / "scratch" / "20261125-102000-cccc"
-    run.mkdir(parents=True)
-    (run / rd.STATUS).write_text(json.dumps({
-        "state": "running", "experiment": "scratch", "run_id": run.name, "host": "elsewhere",
-        "started": "2026-11-25T10:00:00+00:00", "epoch": 1, "epochs": 4}))
-    (run / rd.METRICS).write_text(lines(step(1), step(2)))
-    (run / rd.LOG).write_text("first line\n")
+    cfg = write_lab(tmp_path)
+    run = write_run(tmp_path / "runs", "scratch", "20261125-102000-cccc", "running", status={
+        "experiment": "scratch", "run_id": "20261125-102000-cccc", "host": "elsewhere",
+        "started": "2026-11-25T10:00:00+00:00", "epoch": 1, "epochs": 4},
+        files={rd.METRICS: lines(step(1), step(2))}, log="first line\n")
     watcher = Watcher(Lab(cfg), GpuMonitor(enabled=False))
     watcher.select_run(str(run))
     return watcher, run
@@ -122,13 +119,11 @@ def test_a_quiet_lab_has_no_news_and_a_changed_status_has(tmp_path):
     """With nothing live, a poll finds nothing new (the app then posts nothing: an idle
     app costs next to no CPU however many runs there are); a finished run's status read
     again on a full scan, and a new run, are news."""
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY)
+    cfg = write_lab(tmp_path)
     runs = tmp_path / "runs" / "scratch"
     for i in range(3):
-        (runs / f"20261125-10000{i}-aaaa").mkdir(parents=True)
-        (runs / f"20261125-10000{i}-aaaa" / rd.STATUS).write_text(json.dumps(
-            {"state": "done", "epoch": 4, "epochs": 4, "best_acc": 0.5}))
+        write_run(tmp_path / "runs", "scratch", f"20261125-10000{i}-aaaa",
+                  status={"epoch": 4, "epochs": 4, "best_acc": 0.5})
     watcher = Watcher(Lab(cfg), GpuMonitor(enabled=False))
     first = watcher.poll()
     second = watcher.poll()
@@ -140,7 +135,6 @@ def test_a_quiet_lab_has_no_news_and_a_changed_status_has(tmp_path):
     third = watcher.poll()
     assert third.news_since(second) and third.row(str(runs / "20261125-100000-aaaa")).state \
         == "cancelled"
-    (runs / "20261125-100009-bbbb").mkdir()
-    (runs / "20261125-100009-bbbb" / rd.STATUS).write_text(json.dumps({"state": "queued"}))
+    write_run(tmp_path / "runs", "scratch", "20261125-100009-bbbb", "queued")
     fourth = watcher.poll()
     assert fourth.news_since(third) and len(fourth.rows) == 4

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from conftest import write_lab
 
 from engine import tasks
 from engine.core import hub
@@ -43,9 +44,8 @@ def torch_home(tmp_path, monkeypatch) -> Path:
 
 
 def settings(tmp_path, body: str, name: str = "x"):
-    path = tmp_path / "experiments.toml"
-    path.write_text(HEADER + f"[experiment.{name}]\n" + body)
-    return load(path).experiments[name].settings
+    return load(write_lab(tmp_path, HEADER + f"[experiment.{name}]\n" + body)) \
+        .experiments[name].settings
 
 
 def official_file(model: str, name: str = "IMAGENET1K_V1") -> tuple[Path, dict]:
