@@ -31,7 +31,8 @@ synthetic_test = 32
 # The app's launch path without the UI: ExperimentsView.start calls launch_detached with
 # the config and runs folder of its Lab. A real app process cannot be made to press Enter
 # at a given instant, so this process loads the lab as the app does, waits at the
-# barrier, and calls what Enter calls, twice.
+# barrier, and calls what Enter calls, N times; each launch prints when it was called,
+# when it returned and its run id.
 APP = """
 import os, sys, time
 from engine.runs.detached import launch_detached
@@ -40,15 +41,21 @@ lab = Lab(sys.argv[1]); lab.refresh()
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.001)
-for _ in range(2):
-    launch_detached(lab.config, "quick", [], lab.runs_dir)
+for _ in range(int(sys.argv[3])):
+    t0 = time.time()
+    run_id, _ = launch_detached(lab.config, "quick", [], lab.runs_dir)
+    print(t0, time.time(), run_id, flush=True)
 """
 
-# The CLI: two `python -m engine launch` back to back, once the barrier opens.
+# The CLI: N `python -m engine launch` back to back, once the barrier opens.
 CLI = """
 echo ready
 while [ ! -e "$2" ]; do sleep 0.001; done
-for i in 1 2; do "$3" -m engine launch quick --config "$1" >/dev/null || exit 1; done
+for i in $(seq "$4"); do
+    t0=$(date +%s.%N)
+    out=$("$3" -m engine launch quick --config "$1") || exit 1
+    echo "$t0 $(date +%s.%N) $(basename "${out%% (early*}")"
+done
 """
 
 
@@ -61,38 +68,56 @@ def _runs(lab):
     return rd.list_runs(lab.parent / "runs", "quick")
 
 
-def test_five_launchers_ten_runs_one_slot_start_once_in_ticket_order(lab):
-    go = lab.parent / "go"
-    launchers = [subprocess.Popen([sys.executable, "-c", APP, str(lab), str(go)], cwd=ROOT,
-                                  env=env(), stdout=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+# (app-path launchers, CLI launchers, launches each): twenty launchers started together
+# behind `-m full`; by default five, two launches each
+SIZES = [pytest.param(10, 10, 1, marks=pytest.mark.full, id="twenty"),
+         pytest.param(2, 3, 2, id="five")]
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("apps, clis, each", SIZES)
+def test_launchers_at_one_instant_one_slot_start_once_in_ticket_order(lab, apps, clis, each):
+    go, n = lab.parent / "go", (apps + clis) * each
+    launchers = [subprocess.Popen([sys.executable, "-c", APP, str(lab), str(go), str(each)],
+                                  cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True)
+                 for _ in range(apps)]
     launchers += [subprocess.Popen(["bash", "-c", CLI, "cli", str(lab), str(go),
-                                    sys.executable], cwd=lab.parent, env=env(),
-                                   stdout=subprocess.PIPE, text=True) for _ in range(3)]
+                                    sys.executable, str(each)], cwd=lab.parent, env=env(),
+                                   stdout=subprocess.PIPE, text=True) for _ in range(clis)]
     for p in launchers:  # everyone set up and spinning on the barrier
         assert p.stdout.readline().strip() == "ready"
     go.touch()
     t0 = time.time()
-    assert [p.wait(timeout=120) for p in launchers] == [0] * 5
-    wait_until(lambda: len(_runs(lab)) == 10
-               and all(r.state in rd.FINAL_STATES for r in _runs(lab)), "ten runs to end",
-               timeout=400)
+    said = [p.communicate(timeout=300)[0] for p in launchers]
+    assert [p.returncode for p in launchers] == [0] * len(launchers), said
+    calls = [line.split() for text in said for line in text.splitlines()]
+    assert len(calls) == n, said
+    wait_until(lambda: len(_runs(lab)) == n
+               and all(r.state in rd.FINAL_STATES for r in _runs(lab)), f"{n} runs to end",
+               timeout=1200)
     took = time.time() - t0
     runs = _runs(lab)
-    assert [r.state for r in runs] == ["done"] * 10, [(r.run_id, r.status) for r in runs]
+    assert [r.state for r in runs] == ["done"] * n, [(r.run_id, r.status) for r in runs]
+    # the race closed: a launch that returned before another was called has the lower
+    # ticket (its ticket is taken before launch returns, not by the process it starts)
+    ticket = {r.run_id: r.status["ticket"] for r in runs}
+    for a_start, a_end, a in calls:
+        for b_start, _, b in calls:
+            if float(a_end) < float(b_start):
+                assert ticket[a] < ticket[b], (a, b, ticket)
     for r in runs:  # each started once: one model line and one done line in its log
         log = (r.path / rd.LOG).read_text()
         assert log.count(" model: lenet") == 1 and log.count(" done: ") == 1, log
     tickets = sorted(r.status["ticket"] for r in runs)
-    assert tickets == list(range(1, 11))
+    assert tickets == list(range(1, n + 1))
     by_ticket = sorted(runs, key=lambda r: r.status["ticket"])
     starts = [r.status["segment_start"] for r in by_ticket]
-    assert starts == sorted(starts) and len(set(starts)) == 10, \
+    assert starts == sorted(starts) and len(set(starts)) == n, \
         [(r.status["ticket"], r.status["segment_start"]) for r in by_ticket]
     for before, after in zip(by_ticket, by_ticket[1:]):  # one slot: never two at once
         # (ended is whole seconds, cut down, so it is never later than the true end)
         assert rd.parse_iso(before.status["ended"]) <= after.status["segment_start"]
-    print(f"\nten runs through one slot: {took:.1f}s from the barrier to the last done")
+    print(f"\n{n} runs through one slot: {took:.1f}s from the barrier to the last done")
 
 
 # A run made (its ticket taken) that waits a moment before it asks for a slot, as a
