@@ -3,6 +3,7 @@ Markdown or CSV), column formats and durations. No torch."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ class Table:
     # a curve that is not accuracy: (x axis, {line: [(x, y), ...]}, y label)
     plot: tuple | None = None
     runs: list = field(default_factory=list)  # per row, the run directories behind it
+    # row index -> its footnote's text: CSV has no notes, so it gets a "Note" column
+    row_notes: dict = field(default_factory=dict)
 
     def traced(self) -> "Table":
         """A copy with each row's run ids and code commits, for exports: a figure in a
@@ -40,9 +43,9 @@ class Table:
             extra.append([" ".join(Path(p).name for p in paths) or None,
                           " ".join(dict.fromkeys(describe_code(x.get("code") or {})
                                                  for x in prov)) or None])
-        return Table(self.title, self.columns + [("Run id", TEXT), ("Commit", TEXT)],
-                     [row + more for row, more in zip(self.rows, extra)], self.notes,
-                     self.whole, self.runs)
+        return dataclasses.replace(self, columns=self.columns + [("Run id", TEXT),
+                                                                 ("Commit", TEXT)],
+                                   rows=[row + more for row, more in zip(self.rows, extra)])
 
     def formatted(self) -> list[list[str]]:
         return [[fmt(v, f) for v, (_, f) in zip(row, self.columns)] for row in self.rows]
@@ -60,10 +63,11 @@ class Table:
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow([n for n, _ in self.columns])
-        for row in self.rows:
+        notes = self.row_notes
+        w.writerow([n for n, _ in self.columns] + (["Note"] if notes else []))
+        for i, row in enumerate(self.rows):
             w.writerow(["" if v is None else (round(v, 6) if isinstance(v, float) else v)
-                        for v in row])
+                        for v in row] + ([notes.get(i, "")] if notes else []))
         return buf.getvalue()
 
     def to_text(self) -> str:

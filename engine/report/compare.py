@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from engine.core import rundir as rd
 from engine.core.config import Config, ConfigError
 from engine.core.registry import COMPARE_KINDS
 from engine.core.settings import suggest
 from engine.core.table import TEXT, Table
+from engine.report.declared import footnote, latest_at_declared
 from engine.report.diff import differs_cell, varying
 from engine.report.plans import ablation_table, sweep_table
 from engine.report.rows import point_runs
@@ -33,7 +33,8 @@ def table_runs(config: Config, name: str, runs_dir: Path) -> list[tuple[str, Pat
         order = {label: i for i, (label, _, _) in enumerate(config.plan(name).points())}
         return sorted(out, key=lambda t: order.get(t[0], order.get(t[0] + " seed=0", 0)))
     comp = config.compares[name]
-    return [(e, r.path) for e in comp.experiments if (r := rd.latest_done(runs_dir, e))] + [
+    return [(e, r.path) for e in comp.experiments
+            if (r := latest_at_declared(config, runs_dir, e))] + [
         (f"{sweep} {label}", path) for sweep in comp.sweeps
         for label, path in table_runs(config, sweep, runs_dir)]
 
@@ -57,7 +58,7 @@ def curve(config: Config, name: str, runs_dir: Path,
 def compare_table(config: Config, name: str, runs_dir: Path) -> Table:
     """Any table `compare` can show: a [compare.NAME] of one of COMPARE_KINDS, a sweep or an
     ablation; each experiment's row is its latest successful run."""
-    return with_differs(_compare_table(config, name, runs_dir))
+    return footnote(config, with_differs(_compare_table(config, name, runs_dir)))
 
 
 def with_differs(table: Table) -> Table:

@@ -7,6 +7,7 @@ from pathlib import Path
 from engine import launch
 from engine.core import rundir as rd
 from engine.core.config import Config, Experiment
+from engine.report.declared import latest_at_declared
 
 
 def measured(exp: Experiment, summary: dict | None) -> float | None:
@@ -17,8 +18,10 @@ def measured(exp: Experiment, summary: dict | None) -> float | None:
 
 
 def latest_rows(config: Config, comp, runs_dir: Path) -> list[tuple[Experiment, rd.Run | None]]:
-    """Each of a comparison's experiments with its latest successful run (None: none)."""
-    return [(config.experiments[n], rd.latest_done(runs_dir, n)) for n in comp.experiments]
+    """Each of a comparison's experiments with its latest successful run at the declared
+    settings, else its latest successful run (None: none)."""
+    return [(config.experiments[n], latest_at_declared(config, runs_dir, n))
+            for n in comp.experiments]
 
 
 def point_runs(runs_dir: Path, plan: str) -> dict[str, list[rd.Run]]:

@@ -29,7 +29,7 @@ FORECAST = {"b0": 0.05, "b1": 0.4, "b2": 0.1, "rmse": 0.05, "rel_err": 0.04, "po
 
 
 def write_demo_run(runs, exp, run_id, state, epochs, acc0, error=None, first_test_loss=None,
-                   forecast=None):
+                   forecast=None, config=None):
     """A run of `epochs` epochs (of 4) with made-up curves rising from `acc0`: its status,
     metrics, log and (when done) summary, fixed so that screens compare."""
     status = {"experiment": exp, "run_id": run_id, "pid": 1, "host": "elsewhere",
@@ -59,7 +59,7 @@ def write_demo_run(runs, exp, run_id, state, epochs, acc0, error=None, first_tes
         "wall_s": 205.0, "median_images_per_s": 320.0, "params_trainable": 11181642,
         "params_total": 11181642} if state == "done" else None
     return write_run(runs, exp, run_id, state, status=status, summary=summary, metrics=lines,
-                     log=log, checkpoints=True)
+                     log=log, checkpoints=True, config=config)
 
 
 @pytest.fixture
@@ -67,7 +67,10 @@ def fixed_lab(tmp_path):
     cfg = write_lab(tmp_path)
     runs = tmp_path / "runs"
     write_demo_run(runs, "rot", "20261125-100000-aaaa", "done", 4, 0.3)
-    write_demo_run(runs, "ft", "20261125-101000-bbbb", "done", 4, 0.2)
+    # a smoke run, at settings its experiment does not declare: the tables footnote it
+    write_demo_run(runs, "ft", "20261125-101000-bbbb", "done", 4, 0.2, config={
+        "run": {"experiment": "ft", "run_id": "20261125-101000-bbbb"},
+        "settings": {"limit_train": 500, "epochs": 1}})
     write_demo_run(runs, "scratch", "20261125-102000-cccc", "failed", 2, 0.1, error=LONG_ERROR,
                    first_test_loss=177.0, forecast=FORECAST)
     return cfg

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.core import rundir as rd
 from engine.core.table import INT, PCT, TEXT, Table
+from engine.report.declared import latest_at_declared
 from engine.report.optimus import num
 from engine.report.rows import point_runs
 
 
 def table(config, comp, runs_dir: Path) -> Table:
     """kind = "forecast": per run, the forecast made at 50% of it against the outcome."""
-    entries = [(e, rd.latest_done(runs_dir, e)) for e in comp.experiments]
+    entries = [(e, latest_at_declared(config, runs_dir, e)) for e in comp.experiments]
     for sweep in comp.sweeps:
         by_point = point_runs(runs_dir, sweep)
         entries += [(f"{sweep} {label}",

@@ -15,7 +15,7 @@ def table(config: Config, comp, runs_dir: Path) -> Table:
 
 def _table(title: str, rows: list) -> Table:
     table = Table(title, [("Experiment", TEXT), ("Metric", TEXT), ("Expected", PCT),
-                          ("Measured", PCT), ("Delta", DPCT), ("Epochs", INT),
+                          ("Measured", PCT), ("Delta (points)", DPCT), ("Epochs", INT),
                           ("To expected", SECS), ("Wall", SECS), ("Run", TEXT), ("Title", TEXT)])
     for e, run in rows:
         s = run.summary if run else None
@@ -29,7 +29,9 @@ def _table(title: str, rows: list) -> Table:
             time_to(run.path, want) if run and want is not None else None,
             s.get("wall_s") if s else None,
             run.run_id if run else "no successful run", e.title])
-    table.notes.append("Measured: the latest successful run of each experiment. "
+    table.notes.append("Measured: the latest successful run of each experiment at its "
+                       "declared settings (one at other settings only when there is none, "
+                       "marked). Delta: measured minus expected, in percentage points. "
                        "acc@best: test accuracy at the epoch of lowest test loss. "
                        "To expected: training and evaluation time until the test "
                        "accuracy first reached the expected figure.")
