@@ -2,12 +2,11 @@
 import json
 
 import torch
-from conftest import TINY, engine
+from conftest import engine, write_lab
 
 
 def test_bench_measures_three_paths_and_writes_table_and_json(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY)
+    path = write_lab(tmp_path)
     proc = engine("bench", "rot", "scratch", "--steps", "2", "--warmup", "1", "--workers", "1",
                   "--profile", "--config", path, check=True)
     assert "conventional" in proc.stdout and "/model" in proc.stdout
@@ -38,8 +37,7 @@ def test_bench_measures_three_paths_and_writes_table_and_json(tmp_path):
 
 
 def test_bench_unknown_experiment_is_one_line(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY)
+    path = write_lab(tmp_path)
     proc = engine("bench", "nosuch", "--config", path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nosuch" in proc.stderr

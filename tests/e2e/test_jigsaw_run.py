@@ -3,7 +3,7 @@ shared trunk, the puzzle head, the k-NN monitor each epoch and the summary."""
 import re
 
 import torch
-from conftest import TINY, engine
+from conftest import TINY, engine, write_lab
 
 from engine.core import rundir as rd
 
@@ -21,8 +21,7 @@ CONFIG = (TINY.replace("image_size = 16", "image_size = 24")
 
 def test_jigsaw_trains_two_epochs_on_cpu(tmp_path):
     assert CONFIG.count("jigsaw_permutations") == 1 and "image_size = 24" in CONFIG
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(CONFIG)
+    cfg = write_lab(tmp_path, CONFIG)
     engine("run", "scratch", "--set", "task=jigsaw", "--set", "knn_every=1", "--set",
            "augment=none", "--set", "epochs=2", "--set", "model=resnet18_cifar",
            "--config", cfg, check=True)

@@ -1,5 +1,5 @@
 """Sweeps and ablations end to end: launched from the app (Enter), pretraining run first, tables, bars and the few-labels curve in the terminal and as PNG."""
-from conftest import TINY
+from conftest import TINY, write_lab
 
 from engine.core.config import load
 
@@ -31,15 +31,14 @@ async def test_tiny_ablation_from_the_app_end_to_end_with_rotation_pretraining(t
     import csv
     import io
 
-    from conftest import engine
-    from test_app import select_experiment, wait_compare, wait_until
+    from conftest import app_until, engine
+    from test_app import select_experiment, wait_compare
 
     from engine.core import rundir as rd
     from tui.app import RotundaApp
     from tui.views import CompareView
 
-    path = tmp_path / "experiments.toml"
-    path.write_text(MINI)
+    path = write_lab(tmp_path, MINI)
     runs = tmp_path / "runs"
     app = RotundaApp(path, gpu=False, poll_s=0.2)
     async with app.run_test(size=(100, 40)) as pilot:
@@ -50,7 +49,7 @@ async def test_tiny_ablation_from_the_app_end_to_end_with_rotation_pretraining(t
         def finished():
             points = rd.list_runs(runs, "mini")
             return len(points) == 6 and all(r.state in ("done", "failed") for r in points)
-        await wait_until(pilot, finished, timeout=240)
+        await app_until(pilot, finished, "the six points to end")
         await pilot.press("4")
         while app.query_one(CompareView).selected() != "mini":
             await pilot.press("right_square_bracket")
@@ -97,8 +96,7 @@ async def test_few_labels_sweep_pretrains_first_and_plots_in_terminal_and_png(tm
     from tui.app import RotundaApp
     from tui.views import CompareView
 
-    path = tmp_path / "experiments.toml"
-    path.write_text(FEW)
+    path = write_lab(tmp_path, FEW)
     out = engine("sweep", "few", "--config", path, check=True).stdout
     assert "running dependency rot first" in out
     runs = tmp_path / "runs"

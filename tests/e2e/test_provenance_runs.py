@@ -3,7 +3,8 @@ differs. Real runs of the tiny synthetic config on CPU."""
 import json
 import subprocess
 
-from conftest import TINY, engine
+from conftest import TINY, engine, write_lab
+from makers import write_run
 
 from engine.core import provenance
 from engine.core import rundir as rd
@@ -17,8 +18,7 @@ def epochs(run_dir):
 
 
 def test_run_in_a_git_repo_rerun_and_diff(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(FAST)
+    cfg = write_lab(tmp_path, FAST)
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     for args in (["init", "-q"], ["add", "experiments.toml"], ["commit", "-q", "-m", "x"]):
@@ -54,8 +54,7 @@ def test_run_in_a_git_repo_rerun_and_diff(tmp_path):
 
 
 def test_rerun_warns_when_the_data_differs(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(FAST)
+    cfg = write_lab(tmp_path, FAST)
     engine("run", "scratch", "--config", cfg, "--quiet", check=True)
     (first,) = rd.list_runs(tmp_path / "runs", "scratch")
     prov = json.loads((first.path / provenance.PROVENANCE).read_text())
@@ -71,16 +70,12 @@ async def test_app_diffs_two_marked_runs(tmp_path):
     from tui.app import RotundaApp
     from tui.screens import Pager
 
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(FAST)
+    cfg = write_lab(tmp_path, FAST)
     for run_id, lr in (("20260101-000000-aaaa", 0.002), ("20260101-000001-bbbb", 0.02)):
-        d = tmp_path / "runs" / "scratch" / run_id
-        d.mkdir(parents=True)
-        (d / rd.STATUS).write_text(json.dumps({"state": "done", "experiment": "scratch",
-                                               "run_id": run_id, "epoch": 2, "epochs": 2}))
-        (d / rd.CONFIG).write_text(rd.dump_toml({"run": {"experiment": "scratch"},
-                                                 "settings": {"lr": lr, "seed": 0}}))
-        (d / rd.SUMMARY).write_text(json.dumps({"test_acc_at_best": lr * 10}))
+        write_run(tmp_path / "runs", "scratch", run_id,
+                  status={"experiment": "scratch", "run_id": run_id, "epoch": 2, "epochs": 2},
+                  config={"run": {"experiment": "scratch"}, "settings": {"lr": lr, "seed": 0}},
+                  summary={"test_acc_at_best": lr * 10})
     app = RotundaApp(cfg, gpu=False, poll_s=0.2)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("2")

@@ -5,7 +5,7 @@ beside the published reference."""
 import csv
 import io
 
-from conftest import TINY, engine
+from conftest import TINY, engine, write_lab
 
 from engine.core import rundir as rd
 
@@ -36,8 +36,7 @@ finetune = "ssl_finetune"
 
 
 def test_simclr_pretrains_is_probed_fine_tuned_and_compared(tmp_path):
-    cfg = tmp_path / "experiments.toml"
-    cfg.write_text(SSL)
+    cfg = write_lab(tmp_path, SSL)
     out = engine("sweep", "ssl_finetune", "--config", cfg, check=True).stdout
     assert "running dependency ssl_simclr first" in out
     runs = tmp_path / "runs"

@@ -3,13 +3,12 @@ import csv
 import io
 import json
 
-from conftest import TINY, engine
+from conftest import TINY, engine, write_lab
 from makers import write_h5
 
 
 def test_tiny_sweep_end_to_end_table_and_skips_done_points(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY + """
+    path = write_lab(tmp_path, TINY + """
 [sweep.aug]
 title = "Tiny augmentation sweep"
 base = "scratch"
@@ -31,8 +30,8 @@ axes = { augment = ["none", "crop_flip"] }
 
 
 def test_throughput_cli_writes_table_plot_json(tmp_path):
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY.replace('[experiment.scratch]', '[experiment.scratch]\nmodel = "lenet"'))
+    path = write_lab(tmp_path, TINY.replace('[experiment.scratch]',
+                                            '[experiment.scratch]\nmodel = "lenet"'))
     engine("throughput", "scratch", "--max-batch", "8", "--steps", "2", "--warmup", "1",
            "--config", path, check=True)
     reports = tmp_path / "reports"
@@ -46,10 +45,9 @@ def test_throughput_cli_writes_table_plot_json(tmp_path):
 
 def test_hdf5_run_writes_submission_for_the_unlabelled_split(tmp_path):
     write_h5(tmp_path / "medium.hdf5")
-    path = tmp_path / "experiments.toml"
-    path.write_text(TINY.replace('[experiment.scratch]', '[experiment.scratch]\n'
-                                 'dataset = "hdf5"\ndata_dir = "medium.hdf5"\n'
-                                 'batch_size = 16\nmodel = "lenet"'))
+    path = write_lab(tmp_path, TINY.replace('[experiment.scratch]', '[experiment.scratch]\n'
+                                            'dataset = "hdf5"\ndata_dir = "medium.hdf5"\n'
+                                            'batch_size = 16\nmodel = "lenet"'))
     engine("run", "scratch", "--set", "epochs=2", "--config", path, check=True)
     run = next((tmp_path / "runs" / "scratch").iterdir())
     rows = list(csv.reader(open(run / "submission.csv")))
