@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.core import rundir as rd
 from engine.core.config import ConfigError, load
 from engine.core.errors import RunError
+from engine.core.settings import suggest
 from engine.core.table import Table
 
 
@@ -40,16 +41,28 @@ def make_console(args):
                    color_system="truecolor" if args.ansi else "auto", width=args.width or None)
 
 
-def find(args, ref: str) -> Path:
-    """A run the user named: a path to its directory (anywhere), EXPERIMENT/RUN_ID or a
-    unique run id (inside the runs folder)."""
+def find(args, ref: str, tables: list[str] = ()) -> Path:
+    """A run the user named: a path to its directory (anywhere), EXPERIMENT/RUN_ID, a
+    unique run id, or an experiment's name for its latest run (inside the runs folder;
+    said on stderr when it has several). `tables`: the comparisons the name could also
+    have been (export), for the message."""
     runs_dir = runs_dir_loose(args)
     path = rd.find_run(runs_dir, ref, anywhere=True)
-    if path is None:
-        raise RunError(f"no run matches {ref!r}: not a run directory (one holding "
-                       f"{rd.STATUS}), nor EXPERIMENT/RUN_ID or a unique run id in "
-                       f"{runs_dir} (--runs-dir names another runs folder)")
-    return path
+    if path is not None:
+        return path
+    runs = rd.list_runs(runs_dir, ref) if ref and "/" not in ref and ref[0] != "." else []
+    if runs:
+        if len(runs) > 1:
+            print(f"{ref}: its latest run, {runs[0].run_id} (of {len(runs)}; "
+                  f"{ref}/RUN_ID names another)", file=sys.stderr)
+        return runs[0].path
+    known = [*tables] + ([p.name for p in runs_dir.iterdir() if p.is_dir()
+                          and not p.name.startswith(".")] if runs_dir.is_dir() else [])
+    what = (f"comparison ({', '.join(tables)}) or run" if tables else "run")
+    raise RunError(f"no {what} matches {ref!r}{suggest(ref, known)}: a run is a run "
+                   f"directory (one holding {rd.STATUS}), an experiment with runs, "
+                   f"EXPERIMENT/RUN_ID or a unique run id in {runs_dir} "
+                   "(--runs-dir names another runs folder)")
 
 
 def runs_dir_loose(args) -> Path:

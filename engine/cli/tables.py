@@ -35,7 +35,7 @@ def cmd_export(args) -> int:
         if name in table_names(config):
             written += export_named(config, name, runs_dir, out_dir)
         else:
-            run_dir = find(args, name)
+            run_dir = find(args, name, tables=table_names(config))
             written.append(plot_runs([(run_dir.parent.name, run_dir)],
                                      run_dir / "curves.png", f"{run_dir.parent.name}/{run_dir.name}"))
     for p in written:

@@ -175,8 +175,15 @@ def list_runs(runs_dir: Path, experiment: str | None = None,
               alive: Callable | None = None) -> list[Run]:
     """All runs (of one experiment, sweep or ablation if named), newest first."""
     out = [run for d in _run_dirs(Path(runs_dir), experiment) if (run := load_run(d, alive))]
-    out.sort(key=lambda r: r.run_id, reverse=True)
+    out.sort(key=newest_first_key, reverse=True)
     return out
+
+
+def newest_first_key(run: "Run") -> tuple:
+    """Run ids order by their second; two made in the same second, by when they were
+    queued (the id's random suffix says nothing of order)."""
+    at = run.status.get("queued_at")
+    return run.run_id[:15], at if isinstance(at, (int, float)) else 0.0, run.run_id
 
 
 class RunScanner:
@@ -219,7 +226,7 @@ class RunScanner:
                 cache[d] = (sig, run)
                 out.append(run)
         self._cache = cache
-        out.sort(key=lambda r: r.run_id, reverse=True)
+        out.sort(key=newest_first_key, reverse=True)
         return out
 
     def _run_dirs(self) -> list[str]:

@@ -3,20 +3,10 @@ the experiment's declared settings; a run at other settings (a smoke run, an --s
 experiments.toml edited since) is shown only when there is none, and then marked with a
 footnote saying how it differs, in the terminal, Markdown and CSV alike."""
 from conftest import TINY, write_lab
+from makers import done_run
 
-from engine.core import rundir as rd
 from engine.core.config import load
 from engine.report.compare import compare_table
-from engine.runs.create import create_run
-
-
-def done_run(config, name, overrides, acc):
-    """A run made by the engine's own create_run (its config.toml as a launch writes it),
-    then recorded as done with `acc`."""
-    run_dir, s = create_run(config, name, overrides, config.runs_dir())
-    rd.update_status(run_dir, state="done", epoch=s.epochs)
-    rd.atomic_write_json(run_dir / rd.SUMMARY, {"epochs": s.epochs, "test_acc_at_best": acc})
-    return run_dir
 
 
 def row(table, experiment):
