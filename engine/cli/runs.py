@@ -18,10 +18,11 @@ from engine.cli.common import (
 )
 from engine.core import rundir as rd
 from engine.core.config import ConfigError, load
+from engine.core.errors import RunError
 from engine.core.settings import suggest
 from engine.core.table import PCT, TEXT, Table, fmt
 from engine.report.compare import compare_table
-from engine.report.overview import runs_table
+from engine.report.overview import busy_text, runs_table
 from engine.runs.detached import launch_detached, launch_sweep_detached
 from engine.runs.execute import (
     rerun_run,
@@ -103,6 +104,13 @@ def cmd_launch(args) -> int:
     config = load(config_path(args.config))
     runs_dir = config.runs_dir(args.runs_dir)
     config.experiment(args.name)
+    busy = busy_text(args.name, [(r.state, r.epoch, r.epochs) for r in
+                                 launch.list_runs(runs_dir, args.name)])
+    if busy and not args.yes:
+        if not sys.stdin.isatty():
+            raise RunError(f"{busy}; --yes launches another")
+        if input(f"{busy}; launch another? [y/N] ").strip().lower() not in ("y", "yes"):
+            return 1
     run_id, out = launch_detached(config, args.name, args.set or [], runs_dir)
     print(f"launched {args.name} as {runs_dir / args.name / run_id} (early output: {out})")
     return 0
@@ -188,6 +196,8 @@ def register(sub, common) -> None:
     la = sub.add_parser("launch", parents=[common],
                         help="queue a run in the background, detached from this terminal")
     run_args(la)
+    la.add_argument("--yes", action="store_true",
+                    help="launch even when the experiment has a run queued or running")
     la.set_defaults(fn=cmd_launch)
     sw = sub.add_parser("sweep", parents=[common],
                         help="run every point of a [sweep.NAME] or [ablation.NAME] (done ones are skipped)")

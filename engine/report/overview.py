@@ -35,6 +35,19 @@ def effective_text(status: dict) -> str | None:
     return text + "".join(f"; fell back: {f}" for f in fallbacks)
 
 
+def busy_text(name: str, runs: list[tuple[str, int, int]]) -> str | None:
+    """What runs `name` has going, from (state, epoch, epochs) of its runs: "scratch is
+    running (ep 2/4)", "scratch has 2 runs going: running (ep 2/4), queued"; None when
+    none is queued or running (a second launch then asks nothing)."""
+    going = [f"{state} (ep {epoch}/{epochs})" if state == "running" else state
+             for state, epoch, epochs in runs if state in ("queued", "running")]
+    if not going:
+        return None
+    if len(going) == 1:
+        return f"{name} is {going[0]}"
+    return f"{name} has {len(going)} runs going: {', '.join(going)}"
+
+
 def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
                            ("Epoch", TEXT), ("Step", TEXT), ("Best acc", PCT),

@@ -10,7 +10,7 @@ from test_snapshots import LONG_ERROR, write_demo_run
 
 from engine.launch.local import hostname, process_start_time
 from tui.app import RotundaApp
-from tui.screens import AskOverrides, Gallery
+from tui.screens import AskOverrides, Confirm, Gallery
 from tui.views import RunsView, RunView
 from tui.views import experiments as experiments_view
 from tui.views.base import selected_key
@@ -187,3 +187,33 @@ async def test_the_gallery_fits_the_terminal(tmp_path):
             left = box.region.x
             assert abs(left - (width - box.region.right)) <= 1  # centred
             assert box.region.width >= width - 6
+
+
+async def test_launching_an_experiment_with_a_run_going_asks_first(tmp_path, lab, monkeypatch):
+    """Enter twice on scratch queued a second run silently (#26): now it asks, and n
+    launches nothing."""
+    launched = []
+    monkeypatch.setattr(experiments_view, "launch_detached",
+                        lambda *a, **k: launched.append(a) or ("x", tmp_path / "x"))
+    live_run(tmp_path / "runs", "scratch", "20261125-120000-cccc", "running")
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("down", "down", "enter")  # scratch
+        await app_until(pilot, lambda: isinstance(app.screen, Confirm), "the question")
+        assert "scratch is running (ep 1/4)" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")
+        await app_until(pilot, lambda: not isinstance(app.screen, Confirm), "the answer")
+        assert launched == []
+        await pilot.press("enter", "y")
+        await app_until(pilot, lambda: launched, "the launch after yes")
+
+
+def test_engine_launch_with_a_run_going_refuses_without_yes(tmp_path, lab):
+    live_run(tmp_path / "runs", "scratch", "20261125-120000-cccc", "queued")
+    got = engine("launch", "scratch", "--config", lab)
+    assert got.returncode != 0 and "Traceback" not in got.stderr
+    assert got.stderr.strip().splitlines() == [
+        "error: scratch is queued; --yes launches another"]
+    assert [p.name for p in (tmp_path / "runs" / "scratch").iterdir()] == [
+        "20261125-120000-cccc"]

@@ -2,6 +2,7 @@
 the dataset card."""
 from __future__ import annotations
 
+from pathlib import Path
 
 from rich.markup import escape
 from rich.text import Text
@@ -14,6 +15,7 @@ from engine.core import rundir as rd
 from engine.core.settings import override_errors
 from engine.core.table import PCT, fmt
 from engine.live.snapshot import Snapshot
+from engine.report.overview import busy_text
 from engine.runs.detached import launch_detached, launch_sweep_detached
 from tui.notices import in_background
 from tui.screens import AskOverrides, Confirm, DatasetCard
@@ -254,6 +256,19 @@ class ExperimentsView(View):
         if name.startswith(SWEEP):
             self.launch_plan(name[len(SWEEP):], overrides)
             return
+        busy = busy_text(name, [(r.state, r.epoch, r.epochs) for r in self.snap.rows
+                                if Path(r.key).parent.name == name])
+        if busy:
+            def again(yes: bool | None) -> None:
+                if yes:
+                    self.launch_unless_missing(name, overrides)
+            self.app.push_screen(Confirm(f"{busy}.\n\nLaunch another?"), again)
+            return
+        self.launch_unless_missing(name, overrides)
+
+    def launch_unless_missing(self, name: str, overrides: list[str]) -> None:
+        """Launch, first offering the dependency when it has no successful run."""
+        config = self.snap.config
         dep, dep_state = dependency_state(config.experiments[name], self.snap.rows)
         if dep and dep_state == "missing":
             def answered(yes: bool | None) -> None:
