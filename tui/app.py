@@ -174,6 +174,11 @@ class RotundaApp(App):
         self.focus_view(event.pane)
 
     def action_view(self, view_id: str) -> None:
+        """A view by its number; 3 from Runs opens the run under the cursor."""
+        if view_id == RunView.ID and self.active_view.ID == "runs":
+            key = self.active_view.selected_run()
+            if key:
+                self.query_one(RunView).select(key)
         self.show_view(view_id)
 
     def action_cycle_view(self, step: int) -> None:

@@ -217,3 +217,29 @@ def test_engine_launch_with_a_run_going_refuses_without_yes(tmp_path, lab):
         "error: scratch is queued; --yes launches another"]
     assert [p.name for p in (tmp_path / "runs" / "scratch").iterdir()] == [
         "20261125-120000-cccc"]
+
+
+async def test_home_and_end_jump_rows_and_3_opens_the_run_meant(tmp_path, lab):
+    """End scrolled Experiments sideways and Home did not move the Runs cursor (#26); 3
+    opened a queued run rather than the running one."""
+    runs = tmp_path / "runs"
+    running = live_run(runs, "ft", "20261125-110000-dddd", "running")
+    queued = live_run(runs, "scratch", "20261125-120000-cccc", "queued")
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 3)
+        exp = app.query_one("#exp-table")
+        await pilot.press("end")
+        assert exp.cursor_row == exp.row_count - 1 and exp.scroll_x == 0
+        await pilot.press("home")
+        assert exp.cursor_row <= 1  # the first experiment (row 0 may be its group's title)
+        await pilot.press("3")  # never opened one: the newest running run, not the queued
+        assert app.query_one(RunView).current == str(running)
+        await pilot.press("2")
+        table = app.query_one("#runs-table")
+        await pilot.press("end")
+        assert table.cursor_row == table.row_count - 1
+        await pilot.press("home")
+        assert table.cursor_row == 0 and selected_key(table) == str(queued)  # newest first
+        await pilot.press("3")  # the run under the cursor
+        assert app.query_one(RunView).current == str(queued)

@@ -12,6 +12,7 @@ from engine.report.compare import table_names
 from engine.report.export import export_named
 from tui.views.base import Export, View
 from tui.widgets.plots import draw_compare
+from tui.widgets.table import Table
 
 
 class CompareView(View):
@@ -31,7 +32,7 @@ class CompareView(View):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-title")
-        yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
+        yield Table(id="compare-table", zebra_stripes=True, cursor_type="row")
         yield PlotextPlot(id="compare-plot")
         yield Static("", id="compare-notes")
 

@@ -20,6 +20,7 @@ from engine.runs.detached import launch_detached, launch_sweep_detached
 from tui.notices import in_background
 from tui.screens import AskOverrides, Confirm, DatasetCard
 from tui.views.base import View, matches, restore_cursor, selected_key, state_text
+from tui.widgets.table import Table
 
 # Latest (the last result) next to the name, so that it shows on a narrow terminal too
 COLUMNS = ("Experiment", "Latest", "Expect", "Task", "Ep.", "Starts from", "Model", "Data")
@@ -160,7 +161,7 @@ class ExperimentsView(View):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="config-error")
-        yield DataTable(id="exp-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="exp-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="exp-detail")
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:

@@ -93,8 +93,9 @@ class RunView(View):
         self.set_interval(REDRAW_S, self.redraw)
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
-        if self.current is None and snap.rows:
-            self.select(snap.rows[0].key)
+        if self.current is None and snap.rows:  # the newest running run, else the newest
+            self.select(next((r.key for r in snap.rows if r.state == "running"),
+                             snap.rows[0].key))
         if snap.log_gen == self.log_gen and snap.log_lines:
             log = self.query_one("#run-log", RichLog)
             for line in snap.log_lines:

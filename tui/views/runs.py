@@ -20,6 +20,7 @@ from tui.notices import in_background
 from tui.screens import Confirm, Pager
 from tui.views.base import View, matches, restore_cursor, selected_key, state_text
 from tui.views.run import RunView, epoch_text
+from tui.widgets.table import Table
 
 # `engine status`'s table, with the steps of the epoch under way folded into Epoch so that
 # ETA fits at 80 columns
@@ -80,7 +81,7 @@ class RunsView(View):
     marked: list = []  # run keys marked with space, oldest mark first
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="runs-table", cursor_type="row", zebra_stripes=True)
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         self.fill(snap.runs_changed)
