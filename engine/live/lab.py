@@ -10,8 +10,9 @@ from engine.core.settings import Pretrained, WeightsFile
 
 
 class Lab:
-    """The experiments file (or the one-line reason it cannot be used) and the runs folder.
-    Only the watcher's thread touches it; the app sees its state through snapshots."""
+    """The experiments file (and the one-line reason it cannot be used now, beside the
+    last version that loaded, if any) and the runs folder. Only the watcher's thread
+    touches it; the app sees its state through snapshots."""
 
     def __init__(self, config_path: str | Path, runs_dir: str | Path | None = None):
         self.config_path = Path(config_path)
@@ -30,8 +31,8 @@ class Lab:
         self._mtime = mtime
         try:
             self.config, self.error = load(self.config_path), None
-        except RotundaError as exc:  # the CLI's one line, shown above the empty table
-            self.config, self.error = None, str(exc)
+        except RotundaError as exc:  # the CLI's one line, shown above the table; the last
+            self.error = str(exc)  # good version stays on screen (self.config kept)
         self.version += 1
         return True
 

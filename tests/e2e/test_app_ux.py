@@ -243,3 +243,32 @@ async def test_home_and_end_jump_rows_and_3_opens_the_run_meant(tmp_path, lab):
         assert table.cursor_row == 0 and selected_key(table) == str(queued)  # newest first
         await pilot.press("3")  # the run under the cursor
         assert app.query_one(RunView).current == str(queued)
+
+
+async def test_reloading_a_broken_file_keeps_the_last_good_list_under_its_error(
+        tmp_path, lab, monkeypatch):
+    """R with a broken experiments.toml replaced the list with the error (#26)."""
+    launched = []
+    monkeypatch.setattr(experiments_view, "launch_detached",
+                        lambda *a, **k: launched.append(a) or ("x", tmp_path / "x"))
+    good = lab.read_text()
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app, 1)
+        table = app.query_one("#exp-table")
+        rows = table.row_count
+        lab.write_text(good + '\n[experiment.bad]\nepochs = "many"\n')
+        await pilot.press("R")
+        error = await app_until(pilot, lambda: app.snapshot.config_error, "the error")
+        assert "epochs" in error
+        bar = app.query_one("#config-error")
+        await app_until(pilot, lambda: bar.display, "the error bar")
+        assert error in str(bar.render()) and "last version that loaded" in str(bar.render())
+        assert table.row_count == rows  # the list stays
+        await pilot.press("down", "down", "enter")  # scratch: launching waits for the fix
+        await app_until(pilot, lambda: any(error in n.message for n in app._notifications),
+                        "the error as a notification")
+        assert launched == []
+        lab.write_text(good)
+        await pilot.press("R")
+        await app_until(pilot, lambda: not bar.display, "the bar gone after the fix")

@@ -167,7 +167,9 @@ class ExperimentsView(View):
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         if snap.config_version != before.config_version:
             err = self.query_one("#config-error", Static)
-            err.update(Text(snap.config_error or ""))
+            kept = "\n(showing the last version that loaded; launching waits for the fix, " \
+                   "R reloads)" if snap.config is not None else ""
+            err.update(Text(f"{snap.config_error}{kept}" if snap.config_error else ""))
             err.display = bool(snap.config_error)
         elif not snap.runs_changed:
             return
@@ -245,7 +247,7 @@ class ExperimentsView(View):
 
     def launch(self, overrides: list[str]) -> None:
         config, name = self.snap.config, self.selected()
-        if config is None:
+        if config is None or self.snap.config_error:
             self.notify(self.snap.config_error or "no experiments", severity="error")
             return
         if not name or name.startswith(GROUP):
