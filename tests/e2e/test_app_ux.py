@@ -272,3 +272,33 @@ async def test_reloading_a_broken_file_keeps_the_last_good_list_under_its_error(
         lab.write_text(good)
         await pilot.press("R")
         await app_until(pilot, lambda: not bar.display, "the bar gone after the fix")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+async def test_the_log_uses_the_panels_width_and_reflows_on_resize(tmp_path, lab, size):
+    """A queued run opened with an empty log, which then started: its lines wrapped at
+    about 20 columns for good (#26)."""
+    run = live_run(tmp_path / "runs", "scratch", "20261125-120000-cccc", "queued", log="")
+    app = RotundaApp(lab, gpu=False, poll_s=0.1)
+    line = ("10:01:00 epoch 1/4: train loss 1.4916 acc 0.4982 | test loss 1.4916 acc 0.4806 "
+            "| lr 0.01404 | 6078 img/s | 3.9s")
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("2", "home", "enter")
+        log = app.query_one("#run-log")
+        assert app.query_one(RunView).current == str(run)
+        with open(run / "log.txt", "a") as f:
+            f.write("".join(f"{line} {i}\n" for i in range(5)))
+        await app_until(pilot, lambda: len(log.source) == 5, "the five lines")
+        await pilot.pause(0.2)
+        width = log.scrollable_content_region.width
+
+        def widest():
+            return max(strip.cell_length for strip in log.lines)
+        assert widest() >= min(width, len(line)) - 12, (widest(), width)  # whole words
+        await pilot.resize_terminal(size[0] + 40, size[1])
+        await app_until(pilot, lambda: log.scrollable_content_region.width > width,
+                        "the wider panel")
+        await pilot.pause(0.2)
+        wider = log.scrollable_content_region.width
+        assert widest() >= min(wider, len(line)) - 12, (widest(), wider)

@@ -6,7 +6,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
 from engine.core.table import DPCT, PCT, RATE, SECS, fmt
 from engine.live.snapshot import RunRow, Series, Snapshot
@@ -14,6 +14,7 @@ from engine.perf.forecast import fitted_points, headline
 from engine.report.export import plot_runs
 from tui.screens import Gallery
 from tui.views.base import Export, View, state_text
+from tui.widgets.log import ReflowLog
 from tui.widgets.plots import RunPlots
 
 REDRAW_S = 0.25  # plots redraw at most 4 times a second, and only when their run moved
@@ -87,7 +88,7 @@ class RunView(View):
         yield Static("No run selected: pick one in Runs (2) and press Enter.", id="run-title")
         yield RunPlots(id="plots")
         # wrapped: a long line (images/s, epoch time, a failed run's fix) shows whole
-        yield RichLog(id="run-log", max_lines=2000, wrap=True, min_width=20)
+        yield ReflowLog(id="run-log", max_lines=2000, wrap=True, min_width=20)
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_S, self.redraw)
@@ -97,9 +98,9 @@ class RunView(View):
             self.select(next((r.key for r in snap.rows if r.state == "running"),
                              snap.rows[0].key))
         if snap.log_gen == self.log_gen and snap.log_lines:
-            log = self.query_one("#run-log", RichLog)
+            log = self.query_one("#run-log", ReflowLog)
             for line in snap.log_lines:
-                log.write(Text(line))
+                log.add(Text(line))
         if snap.series is not None and snap.series.key == self.current \
                 and snap.series is not self.drawn:
             self.drawn, self.dirty = snap.series, True
@@ -114,7 +115,7 @@ class RunView(View):
             return
         self.current = key
         self.log_gen = self.app.watcher.select_run(key)
-        self.query_one("#run-log", RichLog).clear()
+        self.query_one("#run-log", ReflowLog).reset()
         self.show_title()
 
     def show_title(self) -> None:
