@@ -1,6 +1,8 @@
 """What a new user tripped over in the app, driven by Pilot on runs the test writes (and,
 for the gallery, one real run)."""
+import html
 import os
+import re
 import time
 
 import pytest
@@ -8,12 +10,14 @@ from conftest import app_until, engine, write_lab
 from makers import write_run
 from test_snapshots import LONG_ERROR, write_demo_run
 
+from engine.core import rundir as rd
 from engine.launch.local import hostname, process_start_time
 from tui.app import RotundaApp
 from tui.screens import AskOverrides, Confirm, Gallery
 from tui.views import RunsView, RunView
 from tui.views import experiments as experiments_view
 from tui.views.base import selected_key
+from tui.widgets.plots import TitledPlot, fit_title
 
 
 @pytest.fixture
@@ -32,6 +36,15 @@ def live_run(runs, exp, run_id, state, **status):
         "active_before": 0.0, "epoch": 1, "epochs": 4, "step": 37, "steps": 100,
         "best_acc": 0.4, "images_per_s": 300.0, "epoch_s": 50.0, "eta_s": 600.0,
         "updated": time.time(), **status})
+
+
+def screen_text(app) -> str:
+    """The screen's text, line by line, from its SVG screenshot."""
+    rows: dict = {}
+    for x, y, s in re.findall(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>',
+                              app.export_screenshot()):
+        rows.setdefault(float(y), []).append((float(x), html.unescape(s).replace("\xa0", " ")))
+    return "\n".join("".join(s for _, s in sorted(rows[y])) for y in sorted(rows))
 
 
 async def settle(pilot, app, n_rows):
@@ -302,3 +315,33 @@ async def test_the_log_uses_the_panels_width_and_reflows_on_resize(tmp_path, lab
         await pilot.pause(0.2)
         wider = log.scrollable_content_region.width
         assert widest() >= min(wider, len(line)) - 12, (widest(), wider)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24), (200, 50)])
+async def test_every_plot_keeps_a_title_that_fits(tmp_path, lab, size):
+    """At 120 columns the third plot's title vanished, and an SSL run's "train cyan, test
+    orange, k-NN green" (#26): plotext drops a title wider than its plot."""
+    run = live_run(tmp_path / "runs", "scratch", "20261125-120000-cccc", "running",
+                   log="", epoch=2)
+    metrics = [{"kind": "step", "epoch": 1, "step": s, "loss": 2.0 / s, "lr": 0.01}
+               for s in range(1, 30)]
+    metrics += [{"kind": "epoch", "epoch": e, "train_loss": 1.0 / e, "train_acc": 0.2 * e,
+                 "test_loss": 1.1 / e, "test_acc": 0.2 * e, "knn_acc": 0.15 * e,
+                 "spread": 0.6, "lr": 0.01, "images_per_s": 300.0, "epoch_s": 5.0}
+                for e in (1, 2)]
+    for m in metrics:
+        rd.append_jsonl(run / rd.METRICS, m)
+    app = RotundaApp(lab, gpu=False, poll_s=0.1)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("2", "home", "enter")
+        view = app.query_one(RunView)
+        await app_until(pilot, lambda: view.drawn is not None and not view.dirty, "the plots")
+        await pilot.pause(0.3)
+        screen = screen_text(app)
+        shown = [p for p in app.query(TitledPlot) if p.display]
+        assert shown and "k-NN" in shown[1].title
+        for p in shown:
+            fitted = fit_title(p.title, p.size.width - 2)
+            assert 0 < len(fitted) <= p.size.width - 2 and "…" not in fitted, (p.title, fitted)
+            assert fitted in screen, (fitted, screen)

@@ -5,13 +5,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
-from textual_plotext import PlotextPlot
 
 from engine.live.snapshot import CompareData, Snapshot
 from engine.report.compare import table_names
 from engine.report.export import export_named
 from tui.views.base import Export, View
-from tui.widgets.plots import draw_compare
+from tui.widgets.plots import TitledPlot, draw_compare
 from tui.widgets.table import Table
 
 
@@ -33,7 +32,7 @@ class CompareView(View):
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-title")
         yield Table(id="compare-table", zebra_stripes=True, cursor_type="row")
-        yield PlotextPlot(id="compare-plot")
+        yield TitledPlot(id="compare-plot")
         yield Static("", id="compare-notes")
 
     def names(self) -> list[str]:
@@ -61,7 +60,7 @@ class CompareView(View):
     def show_none(self) -> None:
         self.shown = None
         self.query_one("#compare-table", DataTable).clear(columns=True)
-        self.query_one("#compare-plot", PlotextPlot).display = False
+        self.query_one("#compare-plot", TitledPlot).display = False
         self.query_one("#compare-title", Static).update("")
         self.query_one("#compare-notes", Static).update(Text(
             "No comparisons: add a [compare.NAME] table to experiments.toml."
@@ -81,7 +80,7 @@ class CompareView(View):
         for row in data.rows:
             table.add_row(*row)
         self.query_one("#compare-notes", Static).update(Text("\n".join(data.notes), style="dim"))
-        draw_compare(self.query_one("#compare-plot", PlotextPlot), data)
+        draw_compare(self.query_one("#compare-plot", TitledPlot), data)
 
     def export_job(self) -> Export | None:
         name, config, runs_dir = self.selected(), self.snap.config, self.snap.runs_dir

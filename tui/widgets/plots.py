@@ -19,6 +19,34 @@ RUN_PLOTS = (("loss", f"loss, log: train {TRAIN}, test {TEST}"),
              ("steps", "step loss, log"), ("lr", "learning rate"), ("speed", "images/s"),
              ("mem", "GPU memory peak, MiB"))
 SMALL_H, NARROW_W = 18, 110  # below: one row of plots; two columns
+# plotext drops a title wider than its plot: shorter words first, then an ellipsis
+SHORTER = (("accuracy", "acc"), ("learning rate", "lr"), ("GPU memory peak", "GPU mem"),
+           (" to the last step", ""), ("embedding spread", "spread"), (" (0: collapsed)", ""),
+           ("mean test accuracy", "mean acc"), ("test accuracy", "acc"), (": train ", ": "),
+           (", test ", "/"), (", k-NN ", "/"), (", fit ", "/"))
+
+
+def fit_title(title: str, width: int) -> str:
+    """`title` within `width` columns, the colours that name the lines kept longest."""
+    for long, short in SHORTER:
+        if len(title) <= width:
+            return title
+        title = title.replace(long, short)
+    return title if len(title) <= width else title[:max(width - 1, 0)] + "…"
+
+
+class TitledPlot(PlotextPlot):
+    """A plot whose title is fitted to its width each time it is drawn."""
+
+    title = ""
+
+    def set_title(self, title: str) -> None:
+        self.title = title
+        self.refresh()
+
+    def render(self):
+        self.plt.title(fit_title(self.title, self.size.width - 2))
+        return super().render()
 
 
 def log_ticks(lo: float, hi: float, most: int = 4) -> list[float]:
@@ -55,7 +83,7 @@ def draw_lines(widget: PlotextPlot, lines: list, log: bool = False, empty: str =
         ticks = log_ticks(min(values), max(values))
         plt.yticks([math.log10(t) for t in ticks], [f"{t:.3g}" for t in ticks])
     if empty and not lines:
-        plt.title(empty)
+        widget.set_title(empty)
     widget.refresh()
 
 
@@ -64,11 +92,11 @@ class RunPlots(Grid):
 
     def compose(self) -> ComposeResult:
         for pid, _ in RUN_PLOTS:
-            yield PlotextPlot(id=f"plot-{pid}")
+            yield TitledPlot(id=f"plot-{pid}")
 
     def on_mount(self) -> None:
         for pid, title in RUN_PLOTS:
-            self.plot(pid).plt.title(title)
+            self.plot(pid).set_title(title)
 
     def on_resize(self, event: Resize) -> None:
         """Fewer, larger plots when small: one row below SMALL_H rows, two columns below
@@ -79,8 +107,8 @@ class RunPlots(Grid):
         for i, (pid, _) in enumerate(RUN_PLOTS):
             self.plot(pid).display = i < rows * cols
 
-    def plot(self, pid: str) -> PlotextPlot:
-        return self.query_one(f"#plot-{pid}", PlotextPlot)
+    def plot(self, pid: str) -> TitledPlot:
+        return self.query_one(f"#plot-{pid}", TitledPlot)
 
     def show(self, s: Series, fit: tuple = ()) -> None:
         """`fit`: (steps, losses) of the loss model's curve, drawn over the step loss."""
@@ -107,11 +135,11 @@ class RunPlots(Grid):
     def draw(self, pid: str, lines: list, log: bool = False, empty: str = "",
              title: str | None = None) -> None:
         if title is not None:
-            self.plot(pid).plt.title(title)
+            self.plot(pid).set_title(title)
         draw_lines(self.plot(pid), lines, log, empty)
 
 
-def draw_compare(widget: PlotextPlot, data: CompareData) -> None:
+def draw_compare(widget: TitledPlot, data: CompareData) -> None:
     """An ablation's mean accuracies as bars; a sweep with `plot`, accuracy against that
     axis (log scale, one line per base: the few-labels figure); a curve with its own
     y label (the Optimus study's time to target against workers); else hidden."""
@@ -126,7 +154,7 @@ def draw_compare(widget: PlotextPlot, data: CompareData) -> None:
         bars = data.bars[::-1]  # plotext stacks horizontal bars upwards: baseline on top
         plt.bar([b[0] for b in bars], [100 * b[1] for b in bars], orientation="horizontal",
                 width=0.3)
-        plt.title("mean test accuracy, %")
+        widget.set_title("mean test accuracy, %")
         plt.xlim(max(0.0, min(100 * b[1] for b in bars) - 5), 100)
     else:
         # log10 by hand: plotext 5.3's xscale("log") breaks the legend for 2-point lines
@@ -140,5 +168,5 @@ def draw_compare(widget: PlotextPlot, data: CompareData) -> None:
         xs = sorted({p[0] for _, pts in lines for p in pts})
         plt.xticks([math.log10(x) for x in xs], [f"{x:g}" for x in xs])
         plt.xlabel(axis)
-        plt.title(f"{ylabel or 'test accuracy, %'} against {axis} (log)")
+        widget.set_title(f"{ylabel or 'test accuracy, %'} against {axis} (log)")
     widget.refresh()
