@@ -61,6 +61,28 @@ class Progress:
         self.written = now
 
 
+    def start_phase(self, phase: str, total: int) -> None:
+        """A phase after the epochs (the linear probe): its own progress and ETA, which
+        stays unknown until its first step is done, never 0 s."""
+        now = self.phase_t0 = self.written = time.time()
+        self.status.update(phase=phase, phase_step=0, phase_steps=total, eta_s=None,
+                           updated=now)
+
+    def phase_step(self, done: int) -> bool:
+        """After `done` of the phase's steps; True when the status is worth writing now."""
+        now = time.time()
+        if now - self.written < WRITE_EVERY_S and done < self.status["phase_steps"]:
+            return False
+        left = self.status["phase_steps"] - done
+        self.status.update(phase_step=done, eta_s=(now - self.phase_t0) / done * left,
+                           updated=now)
+        self.written = now
+        return True
+
+    def end_phase(self) -> None:
+        self.status.update(phase=None, phase_step=None, phase_steps=None, eta_s=0.0)
+
+
 def start_segment(status: dict, resume: bool) -> None:
     """A run (re)starts: a resumed run adds its earlier segment's time to active_before
     (up to its end, or to its last status write when it was killed)."""
@@ -99,4 +121,8 @@ def view(status: dict, state: str, summary: dict | None = None,
         "elapsed": elapsed, "eta": eta,
         "step": status.get("step") if state == "running" else None,
         "steps": status.get("steps"),
+        # a phase after the epochs, while it runs: "probe 3/100"
+        "phase": (f"{status['phase']} {status.get('phase_step') or 0}/"
+                  f"{status.get('phase_steps') or '?'}"
+                  if state == "running" and status.get("phase") else None),
     }

@@ -144,7 +144,7 @@ class _Settings:
     knn_k: int = rule(200, minimum=1)
     knn_t: float = rule(0.1, minimum=0.0)
     linear_probe_epochs: int = rule(0, minimum=0)
-    log_every: int = rule(20, minimum=1)
+    log_every: int = rule(0, minimum=0)  # 0: auto (train/loop.py log_interval)
     eval_batch_size: int = rule(1024, minimum=1)
     predictions: bool = True
 

@@ -33,6 +33,7 @@ class RunRow:
     forecast: Mapping | None = None  # status.json's loss-model forecast (engine/forecast.py)
     job: str | None = None  # a live run's job as its executor says: "PENDING (Resources)"
     effective: str | None = None  # what it trains with, fallbacks included (overview)
+    phase: str | None = None  # a phase after the epochs while it runs: "probe 3/100"
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def run_row(run: rd.Run, now: float) -> RunRow:
                   p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
                   run.status.get("waiting_for"), bool(run.status.get("collapsed")),
                   MappingProxyType(dict(forecast)) if isinstance(forecast, dict) else None,
-                  job_text(run), effective_text(run.status))
+                  job_text(run), effective_text(run.status), p["phase"])
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:

@@ -59,7 +59,8 @@ def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
         state = " ".join(filter(None, (run.state, "collapsed" if run.status.get("collapsed")
                                        else None, job_text(run))))
         table.rows.append([state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
-                           step, p["best_acc"], p["images_per_s"], p["elapsed"], p["eta"]])
+                           p["phase"] or step, p["best_acc"], p["images_per_s"], p["elapsed"],
+                           p["eta"]])
         if run.raw_state == rd.DAMAGED:
             table.notes.append(f"damaged: {run.experiment}/{run.run_id}: {run.status['error']}")
     return table

@@ -65,9 +65,9 @@ COLLAPSED = 0.05  # spread below this: the run is flagged collapsed
 
 
 def linear_probe(train_f, train_y, test_f, test_y, epochs: int, lr: float = 1e-2,
-                 batch: int = 512, seed: int = 0) -> float:
+                 batch: int = 512, seed: int = 0, on_epoch=None) -> float:
     """A linear classifier trained on frozen, cached features (standardised with the
-    train statistics); its test accuracy."""
+    train statistics); its test accuracy. `on_epoch(done)` after each epoch."""
     mean, std = train_f.mean(0), train_f.std(0) + 1e-6
     train_f, test_f = (train_f - mean) / std, (test_f - mean) / std
     classes = int(max(train_y.max(), test_y.max())) + 1
@@ -75,7 +75,7 @@ def linear_probe(train_f, train_y, test_f, test_y, epochs: int, lr: float = 1e-2
     with torch.enable_grad():
         clf = torch.nn.Linear(train_f.shape[1], classes).to(train_f.device)
         opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=5e-4)
-        for _ in range(epochs):
+        for done in range(1, epochs + 1):
             order = torch.randperm(len(train_f), device=train_f.device, generator=gen)
             for i in range(0, len(order), batch):
                 idx = order[i:i + batch]
@@ -83,5 +83,7 @@ def linear_probe(train_f, train_y, test_f, test_y, epochs: int, lr: float = 1e-2
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            if on_epoch is not None:
+                on_epoch(done)
     with torch.inference_mode():
         return (clf(test_f).argmax(1) == test_y).float().mean().item()

@@ -4,6 +4,7 @@ predictions, probe). engine/train/execute.py starts it and maps how it ended."""
 from __future__ import annotations
 
 import math
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +40,19 @@ from engine.train.step import (
 )
 
 
+def rss_peak_mb() -> float:
+    """The process's peak resident set size (kilobytes from Linux, bytes from macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def log_interval(total_steps: int, points: int = 50, most: int = 20) -> int:
+    """log_every = 0: a step line every N steps, N at most `most` (each line reads the
+    loss back from the device) and small enough that a short run's step plots get about
+    `points` points."""
+    return max(1, min(most, total_steps // points))
+
+
 class Diverged(Exception):
     pass
 
@@ -54,6 +68,7 @@ class Epoch:
     images: int
     started: float  # time.time() at its start; epoch_s counts evaluation too
     peak_mb: float | None = None  # CUDA memory peak of the training steps alone
+    cpu_s: float | None = None  # the process's CPU time over the training steps
 
 
 class Run:
@@ -169,6 +184,7 @@ class Run:
         if self.ranks.distributed:
             self.status["processes"] = self.ranks.world
         self.steps_per = steps_per_epoch(len(self.data.train), s.batch_size)
+        self.log_every = s.log_every or log_interval(s.epochs * self.steps_per)
         if self.main:
             rd.atomic_write_json(self.dir / rd.STATUS, self.status)
             done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
@@ -211,7 +227,7 @@ class Run:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.synchronize(device)
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         if self.main:
             self.progress.start_epoch()
         loss_sum = torch.zeros((), device=device)
@@ -237,7 +253,7 @@ class Run:
             if out is not None:  # a task with logits and targets: training accuracy
                 correct += (out.detach().argmax(1) == target).sum()
                 scored += target.numel()
-            if (step + 1) % s.log_every == 0:
+            if (step + 1) % self.log_every == 0:
                 self.log_step(epoch, step, i, self.step_loss(loss), lr)
             if self.main and self.progress.step(i + 1):
                 rd.atomic_write_json(self.dir / rd.STATUS, self.status)
@@ -259,7 +275,7 @@ class Run:
         else:
             loss_total, right = loss_sum.item(), correct.item()
         return Epoch(loss_total / seen, right / scored if scored else None, lr,
-                     time.time() - t0, seen, t0, peak)
+                     time.time() - t0, seen, t0, peak, time.process_time() - cpu0)
 
     def step_loss(self, loss: torch.Tensor) -> float:
         """The loss a step line records; over several ranks their mean, and the one
@@ -292,6 +308,10 @@ class Run:
                   "gpu_mem_peak_mb": result.peak_mb,  # training steps; evaluation's below
                   "gpu_mem_eval_peak_mb": (torch.cuda.max_memory_allocated(self.device) / 2**20
                                            if cuda else None),
+                  # the CPU side: cores busy over the training steps, the process's peak
+                  # resident memory (the Run view's memory plot on a CPU run)
+                  "cpu_cores": result.cpu_s / result.train_s if result.train_s > 0 else None,
+                  "rss_peak_mb": rss_peak_mb(),
                   "epoch_s": time.time() - result.started}
         preds = record.pop("preds")
         watched = record.get("val_loss", record["test_loss"])
@@ -365,8 +385,15 @@ class Run:
             self.log(f"submission: {len(preds)} predictions in {rd.SUBMISSION}")
         if self.s.linear_probe_epochs:
             t0 = time.time()
+            self.progress.start_phase("probe", self.s.linear_probe_epochs)
+            rd.atomic_write_json(self.dir / rd.STATUS, self.status)
+
+            def probed(done: int) -> None:
+                if self.progress.phase_step(done):
+                    rd.atomic_write_json(self.dir / rd.STATUS, self.status)
             acc = probe.linear_probe(*self.features(), self.s.linear_probe_epochs,
-                                     seed=self.s.seed)
+                                     seed=self.s.seed, on_epoch=probed)
+            self.progress.end_phase()
             rd.append_jsonl(self.dir / rd.METRICS, {"kind": "probe", "epoch": best["epoch"],
                                                     "linear_acc": acc,
                                                     "probe_s": time.time() - t0})

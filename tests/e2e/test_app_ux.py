@@ -327,7 +327,8 @@ async def test_every_plot_keeps_a_title_that_fits(tmp_path, lab, size):
                for s in range(1, 30)]
     metrics += [{"kind": "epoch", "epoch": e, "train_loss": 1.0 / e, "train_acc": 0.2 * e,
                  "test_loss": 1.1 / e, "test_acc": 0.2 * e, "knn_acc": 0.15 * e,
-                 "spread": 0.6, "lr": 0.01, "images_per_s": 300.0, "epoch_s": 5.0}
+                 "lr": 0.01, "images_per_s": 300.0, "epoch_s": 5.0,
+                 "cpu_cores": 1.5, "rss_peak_mb": 900.0 + e}
                 for e in (1, 2)]
     for m in metrics:
         rd.append_jsonl(run / rd.METRICS, m)
@@ -341,6 +342,8 @@ async def test_every_plot_keeps_a_title_that_fits(tmp_path, lab, size):
         screen = screen_text(app)
         shown = [p for p in app.query(TitledPlot) if p.display]
         assert shown and "k-NN" in shown[1].title
+        if len(shown) == 6:  # a CPU run's memory: the process's, and its CPU use
+            assert shown[5].title == "RSS peak, MiB, 150% CPU"
         for p in shown:
             fitted = fit_title(p.title, p.size.width - 2)
             assert 0 < len(fitted) <= p.size.width - 2 and "…" not in fitted, (p.title, fitted)

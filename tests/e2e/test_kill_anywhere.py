@@ -20,7 +20,7 @@ from engine.core import rundir as rd
 
 EPOCHS = 12
 # step and epoch records without their clocks: what must be equal
-CLOCKS = {"images_per_s", "epoch_s", "gpu_mem_peak_mb"}
+CLOCKS = {"images_per_s", "epoch_s", "gpu_mem_peak_mb", "cpu_cores", "rss_peak_mb"}
 
 
 # cifarnet on 128 images: a second an epoch, so that the kills, not start-up, dominate

@@ -68,3 +68,34 @@ def test_status_prints_whole_names_and_ids_when_piped_and_survives_a_broken_toml
     assert proc.stderr.startswith("note: ") and "epochs must be an integer" in proc.stderr
     listing = engine("list", "--config", cfg)
     assert listing.returncode == 2  # list needs the experiments, status only the runs
+
+
+def test_the_probe_after_the_epochs_has_its_own_progress_and_eta(tmp_path):
+    """An SSL run showed ETA 0s through its linear probe, which takes longer (#26)."""
+    status = {"state": "running", "segment_start": time.time()}
+    p = progress.Progress(status, epochs=2, steps=10, done=[])
+    p.end_epoch({"epoch": 2, "test_acc": 0.5, "images_per_s": 300.0, "epoch_s": 12.0})
+    p.start_phase("probe", 100)
+    shown = progress.view(status, "running")
+    assert shown["phase"] == "probe 0/100" and shown["eta"] is None  # unknown, not 0 s
+    p.phase_t0 -= 10.0  # ten seconds in...
+    p.written = 0.0
+    assert p.phase_step(20)  # ...after 20 of 100 probe epochs
+    shown = progress.view(status, "running", now=status["updated"])
+    assert shown["phase"] == "probe 20/100" and abs(shown["eta"] - 40.0) < 0.5
+    run = write_run(tmp_path / "runs", "ssl", "20261203-100000-aaaa", "running",
+                    status={**status, "pid": None, "epoch": 2, "epochs": 2})
+    table = runs_table([rd.load_run(run, lambda s: True)])
+    cells = dict(zip([c for c, _ in table.columns], table.formatted()[0]))
+    assert cells["Step"] == "probe 20/100" and cells["ETA"] == "40s"
+    p.end_phase()
+    assert progress.view(status, "running")["phase"] is None
+
+
+def test_log_every_auto_gives_a_short_run_about_fifty_points_and_a_long_one_every_20():
+    """A 2-epoch SSL run's step-loss and lr plots held a single dot at log_every = 20."""
+    from engine.train.loop import log_interval
+
+    assert log_interval(2 * 20) == 1  # 40 steps: every one
+    assert log_interval(10 * 25) == 5  # 250 steps: 50 points
+    assert log_interval(30 * 390) == 20  # part 1: at most a sync every 20 steps

@@ -21,7 +21,10 @@ REDRAW_S = 0.25  # plots redraw at most 4 times a second, and only when their ru
 
 
 def epoch_text(r: RunRow) -> str:
-    """Finished epochs, and the steps done in the one under way while it runs."""
+    """Finished epochs, and the steps done in the one under way while it runs (or the
+    phase after them: "4/4 probe 30/100")."""
+    if r.phase:
+        return f"{r.epoch}/{r.epochs} {r.phase}"
     step = f" ({r.step}/{r.steps})" if r.step and r.steps else ""
     return f"{r.epoch}/{r.epochs}{step}"
 

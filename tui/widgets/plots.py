@@ -124,13 +124,17 @@ class RunPlots(Grid):
                                                               if fit else ""))
         self.draw("lr", [(s.step_x, s.step_lr, TRAIN)] if s.step_x else [(*col("lr"), TRAIN)])
         self.draw("speed", [(*col("images_per_s"), TRAIN)])
-        mem, spread = col("gpu_mem_peak_mb"), col("spread")
+        mem, spread, rss = col("gpu_mem_peak_mb"), col("spread"), col("rss_peak_mb")
         if spread[0] and not mem[0]:  # a CPU run with a collapse watch shows that instead
             self.draw("mem", [(*spread, TRAIN)], title="embedding spread (0: collapsed)")
-        else:
-            self.draw("mem", [(*mem, TRAIN)] if mem[0] else [],
+        elif mem[0]:
+            self.draw("mem", [(*mem, TRAIN)], title=dict(RUN_PLOTS)["mem"])
+        else:  # a CPU run: the process's memory, and how many cores it kept busy
+            cores = col("cpu_cores")[1]
+            busy = f", {100 * cores[-1]:.0f}% CPU" if cores else ""
+            self.draw("mem", [(*rss, TRAIN)] if rss[0] else [],
                       empty="CPU run: no GPU memory" if s.epochs else "",
-                      title=dict(RUN_PLOTS)["mem"])
+                      title=f"RSS peak, MiB{busy}")
 
     def draw(self, pid: str, lines: list, log: bool = False, empty: str = "",
              title: str | None = None) -> None:
