@@ -10,9 +10,11 @@ from engine.core import rundir as rd
 from engine.core.provenance import PROVENANCE, describe_code
 from engine.core.table import PCT, RATE, SECS, TEXT, Table, fmt
 
-FIGURES = (("test_acc_at_best", PCT), ("best_test_acc", PCT), ("val_acc_at_best", PCT),
-           ("knn_acc_at_best", PCT), ("linear_acc", PCT), ("best_epoch", TEXT),
-           ("wall_s", SECS), ("median_images_per_s", RATE))
+# summary.json's figures, with the labels the comparison tables use
+FIGURES = (("test_acc_at_best", PCT, "acc@best"), ("best_test_acc", PCT, "best acc"),
+           ("val_acc_at_best", PCT, "val acc@best"), ("knn_acc_at_best", PCT, "k-NN@best"),
+           ("linear_acc", PCT, "linear probe"), ("best_epoch", TEXT, "best epoch"),
+           ("wall_s", SECS, "wall"), ("median_images_per_s", RATE, "img/s (median)"))
 ENV_KEYS = ("python", "torch", "torchvision", "cuda", "cudnn", "gpu", "gpu_memory_mb",
             "driver", "cpu", "cpu_count", "host", "device")
 
@@ -48,7 +50,7 @@ def diff_table(a: Path, b: Path) -> Table:
     name_a, name_b = f"{a.parent.name}/{a.name}", f"{b.parent.name}/{b.name}"
     table = Table(f"{name_a} against {name_b}", [("Group", TEXT), ("Key", TEXT),
                                                  ("A", TEXT), ("B", TEXT), ("Delta", TEXT)])
-    table.whole = {"A", "B"}
+    table.whole = {"Group", "Key", "A", "B", "Delta"}  # sized to their content, never cut
     sa, sb = _settings(a), _settings(b)
     for k in varying([a, b]):
         table.rows.append(["settings", k, _show(sa.get(k)), _show(sb.get(k)), ""])
@@ -71,7 +73,7 @@ def diff_table(a: Path, b: Path) -> Table:
     if not table.rows:
         table.notes.append("no differences in settings, environment, code or data")
     ra, rb = rd.read_json(a / rd.SUMMARY) or {}, rd.read_json(b / rd.SUMMARY) or {}
-    for key, f in FIGURES:
+    for key, f, label in FIGURES:
         va, vb = ra.get(key), rb.get(key)
         if va is None and vb is None:
             continue
@@ -80,7 +82,7 @@ def diff_table(a: Path, b: Path) -> Table:
             delta = (f"{100 * (vb - va):+.2f} points" if f == PCT else
                      f"{vb - va:+.0f}s" if f == SECS else f"{vb - va:+,.0f}" if f == RATE
                      else f"{vb - va:+g}")
-        table.rows.append(["figures", key, fmt(va, f), fmt(vb, f), delta])
+        table.rows.append(["figures", label, fmt(va, f), fmt(vb, f), delta])
     if not ra or not rb:
         table.notes.append("a run without summary.json (not done) shows no figures")
     return table

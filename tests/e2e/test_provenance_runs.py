@@ -50,7 +50,7 @@ def test_run_in_a_git_repo_rerun_and_diff(tmp_path):
     out = engine("diff", first.path, third.path, "--config", cfg, check=True).stdout
     lines = [line.split() for line in out.splitlines()]
     assert [w[1] for w in lines if w and w[0] == "settings"] == ["lr", "seed"]
-    assert any(w[:2] == ["figures", "test_acc_at_best"] for w in lines)
+    assert any(w[:2] == ["figures", "acc@best"] for w in lines)
 
 
 def test_rerun_warns_when_the_data_differs(tmp_path):
@@ -93,3 +93,7 @@ async def test_app_diffs_two_marked_runs(tmp_path):
         text = console.export_text()
         assert "lr" in text and "0.002" in text and "0.02" in text and "seed" not in text
         assert "-18.00 points" in text  # first marked (the newest, 20%) is A
+        # the tables' labels, whole, in a dialog centred as the others are (#26)
+        assert "acc@best" in text and "test_acc_at_best" not in text and "…" not in text
+        box, screen = app.screen.query_one("#dialog").region, app.screen.region
+        assert abs(box.x - (screen.width - box.right)) <= 1 and box.x > 0, (box, screen)
