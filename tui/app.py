@@ -171,7 +171,10 @@ class RotundaApp(App):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.focus_view(event.pane)
+        box = self.query_one("#filter", Input)  # on the views it filters, while it filters
+        box.display = event.pane.ID in self.FILTERED and (box.display or bool(box.value))
+        if not (box.display and box.has_focus):  # / from another view brought us here
+            self.focus_view(event.pane)
 
     def action_view(self, view_id: str) -> None:
         """A view by its number; 3 from Runs opens the run under the cursor."""
@@ -220,7 +223,11 @@ class RotundaApp(App):
         self.call_from_thread(self.notify, "exported: " + ", ".join(str(p) for p in paths),
                               timeout=10)
 
+    FILTERED = ("experiments", "runs")  # the views the filter applies to, and shows on
+
     def action_filter(self) -> None:
+        if self.active_view.ID not in self.FILTERED:
+            self.show_view("experiments")
         box = self.query_one("#filter", Input)
         box.display = True
         box.focus()
@@ -236,7 +243,7 @@ class RotundaApp(App):
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        if box.display:
+        if box.display or box.value:
             box.value = ""
             box.display = False
             self.focus_view(self.active_view)

@@ -348,3 +348,34 @@ async def test_every_plot_keeps_a_title_that_fits(tmp_path, lab, size):
             fitted = fit_title(p.title, p.size.width - 2)
             assert 0 < len(fitted) <= p.size.width - 2 and "…" not in fitted, (p.title, fitted)
             assert fitted in screen, (fitted, screen)
+
+
+async def test_80x24_is_first_class_one_line_groups_one_header_a_filter_bar_in_place(lab):
+    """At 80x24 group names wrapped onto two lines, a filtered list printed a group's
+    header twice, and the 3-row filter box stayed on every view until Esc (#26)."""
+    lab.write_text(lab.read_text().replace('group = "Tiny"', 'group = "Few labels (Gidaris '
+                                                             'et al. Fig. 5b)"') + """
+[sweep.lrs]
+title = "Learning rates"
+group = "Few labels (Gidaris et al. Fig. 5b)"
+base = "scratch"
+axes = { lr = [0.01, 0.1] }
+""")
+    app = RotundaApp(lab, gpu=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app, 1)
+        table = app.query_one("#exp-table")
+        titles = [k.value for k in table.rows if k.value.startswith(experiments_view.GROUP)]
+        assert len(titles) == 1  # the experiments and the sweep under one header
+        assert all(table.rows[k].height == 1 for k in table.rows)
+        title = str(table.get_row(titles[0])[0])
+        assert title.endswith("…") and title.startswith("Few labels")
+        await pilot.press("slash", *"lr")
+        box = app.query_one("#filter")
+        assert box.display and box.region.height == 1
+        titles = [k.value for k in table.rows if k.value.startswith(experiments_view.GROUP)]
+        assert len(titles) == 1 and "sweep:lrs" in [k.value for k in table.rows]
+        await pilot.press("enter", "4")  # Compare: the filter is not about it
+        assert not box.display
+        await pilot.press("1")
+        assert box.display and box.value == "lr"  # back where it filters, still filtering

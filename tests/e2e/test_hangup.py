@@ -50,8 +50,13 @@ async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_pa
                                      check=True).stdout)
         app_start = process_start_time(app_pid)
         wait_until(lambda: "quick" in screen() and "Launch" in screen(), "the app")
-        for n in (1, 2, 3):  # Enter launches the selected experiment
+        for n in (1, 2, 3):  # Enter launches the selected experiment; with one going,
             subprocess.run([*tmux, "send-keys", "-t", "app", "Enter"], check=True)
+            # once the app has seen the run before, it asks first, and y launches another
+            if wait_until(lambda: ("asked" if "Launch another?" in screen() else
+                                   len(rd.list_runs(runs_dir, "quick")) == n),
+                          f"run {n} or the question") == "asked":
+                subprocess.run([*tmux, "send-keys", "-t", "app", "y"], check=True)
             wait_until(lambda: len(rd.list_runs(runs_dir, "quick")) == n, f"run {n}")
 
         def one_running_two_queued():

@@ -53,7 +53,7 @@ echo ready
 while [ ! -e "$2" ]; do sleep 0.001; done
 for i in $(seq "$4"); do
     t0=$(date +%s.%N)
-    out=$("$3" -m engine launch quick --config "$1") || exit 1
+    out=$("$3" -m engine launch quick --yes --config "$1") || exit 1
     echo "$t0 $(date +%s.%N) $(basename "${out%% (early*}")"
 done
 """
@@ -159,7 +159,7 @@ def test_a_queued_run_killed_leaks_no_slot_and_shows_lost(lab):
     runs after A, and B is lost in `engine status`."""
     def launch(*sets):
         before = {r.run_id for r in _runs(lab)}
-        args = ["launch", "quick", "--config", lab]
+        args = ["launch", "quick", "--yes", "--config", lab]
         for s in sets:
             args += ["--set", s]
         engine(*args, check=True)

@@ -71,7 +71,7 @@ def only_run(runs_dir: Path, exp: str = "scratch") -> rd.Run:
 
 
 def launch(lab: Path, name: str = "scratch", *sets) -> Path:
-    args = ["launch", name, "--config", lab]
+    args = ["launch", name, "--yes", "--config", lab]
     for s in sets:
         args += ["--set", s]
     out = engine(*args, check=True).stdout

@@ -70,38 +70,51 @@ def latest_cell(r) -> Text | str:
     return text
 
 
+def table_rows(config, rows, text: str, weights) -> list:
+    """(cells, key) of the experiments table: each TOML group's title once, then its
+    experiments, then its sweeps and ablations."""
+    groups: dict[str, list] = {}
+    for group, cells in [*experiment_rows(config, rows, text, weights),
+                         *plan_rows(config, rows, text)]:
+        groups.setdefault(group, []).append(cells)
+    out = []
+    for group, cells in groups.items():
+        if group:
+            out.append(((Text(group, style="bold underline"),), f"{GROUP}{group}"))
+        out += cells
+    return out
+
+
 def experiment_rows(config, rows, text: str, weights):
-    """(cells, key) of the experiments table: each TOML group, then its experiments."""
+    """(group, (cells, key)) of each experiment the filter lets through."""
     latest = {}
     for r in rows:  # newest first: keep the first seen
         latest.setdefault(r.experiment, r)
     for group, exps in config.groups().items():
-        shown = [e for e in exps if matches(text, group, e.name, e.title, e.description)]
-        if shown and group:
-            yield (Text(group, style="bold underline"),), f"{GROUP}{group}"
-        for e in shown:
+        for e in exps:
+            if not matches(text, group, e.name, e.title, e.description):
+                continue
             s = e.settings
-            yield (f" {e.name}", latest_cell(latest.get(e.name)),
-                   fmt(e.expect.value if e.expect else None, PCT), s.task, str(s.epochs),
-                   starts_from(e, rows, weights), s.model, s.dataset), e.name
+            yield group, ((f" {e.name}", latest_cell(latest.get(e.name)),
+                           fmt(e.expect.value if e.expect else None, PCT), s.task,
+                           str(s.epochs), starts_from(e, rows, weights), s.model, s.dataset),
+                          e.name)
 
 
 def plan_rows(config, rows, text: str):
-    """(cells, key) of every sweep and ablation, under their groups."""
+    """(group, (cells, key)) of every sweep and ablation the filter lets through."""
     plans = [w for w in [*config.sweeps.values(), *config.ablations.values()]
              if matches(text, w.group, w.name, w.title, w.base)]
-    groups_seen = set()
     for w in plans:
-        if w.group not in groups_seen:
-            groups_seen.add(w.group)
-            yield (Text(w.group, style="bold underline"),), f"{GROUP}sweeps:{w.group}"
         mine = [r for r in rows if r.experiment == w.name]
         done = len({r.run_id for r in mine if r.raw_state == "done"})
         live = [r for r in mine if r.state in rd.LIVE_STATES]
         ablation = w.name in config.ablations
-        yield (f" {w.name}", state_text(live[0].state) if live else f"{done} runs done", "-",
-               "ablation" if ablation else "sweep", str(len(w.points())), w.base, ", ".join(k for k, _ in (w.components if ablation else w.axes)), ""), \
-            f"{SWEEP}{w.name}"
+        yield w.group, ((f" {w.name}", state_text(live[0].state) if live
+                         else f"{done} runs done", "-", "ablation" if ablation else "sweep",
+                         str(len(w.points())), w.base,
+                         ", ".join(k for k, _ in (w.components if ablation else w.axes)), ""),
+                        f"{SWEEP}{w.name}")
 
 
 def plan_detail(config, name: str) -> str:
@@ -187,14 +200,15 @@ class ExperimentsView(View):
         if config is None:
             self.query_one("#exp-detail", Static).update("")
             return
-        cells = [*experiment_rows(config, rows, self.filter_text, self.snap.weights),
-                 *plan_rows(config, rows, self.filter_text)]
+        cells = table_rows(config, rows, self.filter_text, self.snap.weights)
         # the name column as wide as the longest name, not the longest group title
         name_w = max([MIN_NAME_W, *(len(c[0]) for c, k in cells if not k.startswith(GROUP))])
         for col in COLUMNS:
             table.add_column(col, key=col, width=name_w if col == COLUMNS[0] else None)
-        for row, key in cells:
-            table.add_row(*row, key=key, height=-(-len(row[0]) // name_w))
+        for row, key in cells:  # a group's title on one line: cut to the column, with …
+            if key.startswith(GROUP) and len(row[0]) > name_w:
+                row = (row[0][:name_w - 1] + "…",)
+            table.add_row(*row, key=key)
         if selected is None or selected.startswith(GROUP):  # the first experiment shown
             shown = {k.value for k in table.rows}
             selected = next((e.name for g in config.groups().values() for e in g
