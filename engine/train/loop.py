@@ -4,7 +4,6 @@ predictions, probe). engine/train/execute.py starts it and maps how it ended."""
 from __future__ import annotations
 
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from engine.models.zoo import count_params, load_init, train_mode
 from engine.perf import forecast
 from engine.report.overview import effective_text
 from engine.tasks import probe
-from engine.train import checkpoint, distributed, environment
+from engine.train import checkpoint, distributed, environment, records
 from engine.train.control import RunLog, Stop
 from engine.train.evaluate import evaluate
 from engine.train.optim import Ema, Plateau, lr_factor
@@ -38,19 +37,6 @@ from engine.train.step import (
     prepare_batch,
     trainable_model,
 )
-
-
-def rss_peak_mb() -> float:
-    """The process's peak resident set size (kilobytes from Linux, bytes from macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
-
-
-def log_interval(total_steps: int, points: int = 50, most: int = 20) -> int:
-    """log_every = 0: a step line every N steps, N at most `most` (each line reads the
-    loss back from the device) and small enough that a short run's step plots get about
-    `points` points."""
-    return max(1, min(most, total_steps // points))
 
 
 class Diverged(Exception):
@@ -184,7 +170,7 @@ class Run:
         if self.ranks.distributed:
             self.status["processes"] = self.ranks.world
         self.steps_per = steps_per_epoch(len(self.data.train), s.batch_size)
-        self.log_every = s.log_every or log_interval(s.epochs * self.steps_per)
+        self.log_every = s.log_every or records.log_interval(s.epochs * self.steps_per)
         if self.main:
             rd.atomic_write_json(self.dir / rd.STATUS, self.status)
             done = [m for m in rd.read_jsonl(self.dir / rd.METRICS) if m.get("kind") == "epoch"]
@@ -311,7 +297,7 @@ class Run:
                   # the CPU side: cores busy over the training steps, the process's peak
                   # resident memory (the Run view's memory plot on a CPU run)
                   "cpu_cores": result.cpu_s / result.train_s if result.train_s > 0 else None,
-                  "rss_peak_mb": rss_peak_mb(),
+                  "rss_peak_mb": records.rss_peak_mb(),
                   "epoch_s": time.time() - result.started}
         preds = record.pop("preds")
         watched = record.get("val_loss", record["test_loss"])

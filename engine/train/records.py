@@ -3,7 +3,9 @@ epoch line, the summary, and metrics.jsonl trimmed to what a checkpoint covers o
 from __future__ import annotations
 
 import json
+import resource
 import statistics
+import sys
 from pathlib import Path
 
 from engine.core import progress
@@ -76,3 +78,16 @@ def summarize(run_dir: Path, s: Settings, task, total, trainable, classes, gpu_n
         "classes": list(task.class_names(classes)), "device": device, "gpu": gpu_name,
         "forecast": forecast.summary(run_dir, int(status.get("steps") or 0)),
     }
+
+
+def rss_peak_mb() -> float:
+    """The process's peak resident set size (kilobytes from Linux, bytes from macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def log_interval(total_steps: int, points: int = 50, most: int = 20) -> int:
+    """log_every = 0: a step line every N steps, N at most `most` (each line reads the
+    loss back from the device) and small enough that a short run's step plots get about
+    `points` points."""
+    return max(1, min(most, total_steps // points))

@@ -94,7 +94,7 @@ def test_the_probe_after_the_epochs_has_its_own_progress_and_eta(tmp_path):
 
 def test_log_every_auto_gives_a_short_run_about_fifty_points_and_a_long_one_every_20():
     """A 2-epoch SSL run's step-loss and lr plots held a single dot at log_every = 20."""
-    from engine.train.loop import log_interval
+    from engine.train.records import log_interval
 
     assert log_interval(2 * 20) == 1  # 40 steps: every one
     assert log_interval(10 * 25) == 5  # 250 steps: 50 points
