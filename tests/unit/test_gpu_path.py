@@ -72,7 +72,8 @@ def test_a_cpu_run_with_amp_channels_last_and_compile_uses_them_and_compiles_onc
 
     torch._dynamo.reset()
     counters.clear()
-    s = _settings('task="rotation"', "amp=true", "channels_last=true", "compile=true")
+    s = _settings('task="rotation"', "amp=true", "channels_last=true", "compile=true",
+                  "image_size=32", 'optimizer="sgd"', "lr=0.05")
     state = execute(tmp_path, s, echo=False)
     assert state == "done", (tmp_path / "log.txt").read_text()[-2000:]
     status = read_json(tmp_path / "status.json")
