@@ -74,5 +74,5 @@ def test_diff_shows_only_what_differs(tmp_path):
     assert [r[1:4] for r in rows if r[0] == "environment and code"] == [
         ["torch", "2.14", "2.15"]]
     assert not [r for r in rows if r[0] == "data"]
-    acc = next(r for r in rows if r[1] == "test_acc_at_best")
+    acc = next(r for r in rows if r[1] == "acc@best")
     assert acc[2:] == ["50.00%", "60.00%", "+10.00 points"]
