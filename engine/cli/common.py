@@ -56,8 +56,7 @@ def find(args, ref: str, tables: list[str] = ()) -> Path:
             print(f"{ref}: its latest run, {runs[0].run_id} (of {len(runs)}; "
                   f"{ref}/RUN_ID names another)", file=sys.stderr)
         return runs[0].path
-    known = [*tables] + ([p.name for p in runs_dir.iterdir() if p.is_dir()
-                          and not p.name.startswith(".")] if runs_dir.is_dir() else [])
+    known = [*tables, *rd.run_folders(runs_dir)]
     what = (f"comparison ({', '.join(tables)}) or run" if tables else "run")
     raise RunError(f"no {what} matches {ref!r}{suggest(ref, known)}: a run is a run "
                    f"directory (one holding {rd.STATUS}), an experiment with runs, "

@@ -163,8 +163,7 @@ def _one_run(args, runs_dir: Path, name: str) -> list:
     path = rd.find_run(runs_dir, name, anywhere=True)
     if path is not None:
         return [launch.load_run(path)]
-    known = [p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")] \
-        if runs_dir.is_dir() else []
+    known = rd.run_folders(runs_dir)
     cfg = config_path(args.config)
     if cfg.exists():
         try:

@@ -60,7 +60,6 @@ class Progress:
                            updated=now)
         self.written = now
 
-
     def start_phase(self, phase: str, total: int) -> None:
         """A phase after the epochs (the linear probe): its own progress and ETA, which
         stays unknown until its first step is done, never 0 s."""

@@ -159,14 +159,18 @@ def load_run(path: Path, alive: Callable | None = None) -> Run | None:
                summary=summary, alive=alive)
 
 
+def run_folders(runs_dir: Path) -> list[str]:
+    """The names of the runs folder's experiment, sweep and ablation folders."""
+    if not Path(runs_dir).is_dir():
+        return []
+    return [e.name for e in os.scandir(runs_dir) if not e.name.startswith(".") and e.is_dir()]
+
+
 def _run_dirs(runs_dir: Path, experiment: str | None = None):
-    if not runs_dir.is_dir():
-        return
-    for exp_dir in os.scandir(runs_dir):
-        if exp_dir.name.startswith(".") or not exp_dir.is_dir() or \
-                (experiment and exp_dir.name != experiment):
+    for name in run_folders(runs_dir):
+        if experiment and name != experiment:
             continue
-        for run_dir in os.scandir(exp_dir.path):
+        for run_dir in os.scandir(Path(runs_dir) / name):
             if not run_dir.name.startswith(".") and run_dir.is_dir():
                 yield Path(run_dir.path)
 
