@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, Input, TabbedContent
 from textual.worker import get_current_worker
 
 from engine.core.errors import RotundaError
+from engine.live import query
 from engine.live.gpu import GpuMonitor
 from engine.live.lab import Lab
 from engine.live.snapshot import Snapshot
@@ -87,7 +88,8 @@ class RotundaApp(App):
         with TabbedContent(initial=VIEWS[0].ID):
             for view in VIEWS:
                 yield view()
-        yield Input(placeholder="filter experiments and runs (esc clears)", id="filter")
+        yield Input(placeholder="filter: words, #tag, acc>0.9, lr=0.1, model=resnet* "
+                                "(all must hold; esc clears)", id="filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -226,6 +228,8 @@ class RotundaApp(App):
     FILTERED = ("experiments", "runs")  # the views the filter applies to, and shows on
 
     def action_filter(self) -> None:
+        if self.active_view.find():  # the Run view searches its log
+            return
         if self.active_view.ID not in self.FILTERED:
             self.show_view("experiments")
         box = self.query_one("#filter", Input)
@@ -234,14 +238,27 @@ class RotundaApp(App):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
+        q = query.parse(event.value)
+        if query.needs_settings(q):
+            self.watcher.want_settings()  # rows carry settings from the next snapshot
         for view in self.views:
-            view.set_filter(event.value.strip())
+            view.set_filter(q)
 
     @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
+    def _filter_done(self, event: Input.Submitted) -> None:
+        q, snap = query.parse(event.value), self.snapshot
+        known = {k for r in snap.rows for k in query.run_fields(r)}
+        if snap.config:
+            known |= {k for g, exps in snap.config.groups().items() for e in exps
+                      for k in query.experiment_fields(e, g, None)}
+        unknown = q.unknown(known | {"base", "kind", "acc", "state", "run"})
+        if unknown:
+            self.notify(f"no run or experiment has {', '.join(unknown)}: nothing matches",
+                        severity="warning")
         self.focus_view(self.active_view)
 
     def action_clear_filter(self) -> None:
+        self.active_view.end_find()
         box = self.query_one("#filter", Input)
         if box.display or box.value:
             box.value = ""

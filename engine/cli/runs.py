@@ -1,9 +1,10 @@
 """Commands that make, run and steer runs: list, run, launch, sweep, job, resume, rerun,
-status, cancel."""
+status, cancel, tag, note."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from engine import launch
@@ -150,10 +151,55 @@ def cmd_status(args) -> int:
     runs = launch.list_runs(runs_dir, args.experiment)
     if args.experiment and not runs:
         runs = _one_run(args, runs_dir, args.experiment)
+    if args.where:
+        runs = _where(runs, args.where)
     if not runs:
-        print(f"no runs{f' of {args.experiment}' if args.experiment else ''} in {runs_dir}")
+        print(f"no runs{f' of {args.experiment}' if args.experiment else ''}"
+              f"{f' where {args.where}' if args.where else ''} in {runs_dir}")
         return 0
     print_table(runs_table(runs[: args.limit] if args.limit else runs))
+    return 0
+
+
+def _where(runs: list, text: str) -> list:
+    """The runs the app's filter language lets through (engine/live/query.py); a key that
+    no run has is a typo: one line, exit 2."""
+    from engine.live import query
+    from engine.live.watcher import run_row
+    q = query.parse(text)
+    if not runs:
+        return []
+    rows = [run_row(r, time.time(), rd.read_config(r.path).get("settings", {})
+                    if query.needs_settings(q) else None) for r in runs]
+    fields = [query.run_fields(r) for r in rows]
+    unknown = q.unknown(k for f in fields for k in f)
+    if unknown:
+        raise ConfigError(f"--where: no run has {', '.join(unknown)}"
+                          f"{suggest(unknown[0], {k for f in fields for k in f})}")
+    return [run for run, row, f in zip(runs, rows, fields)
+            if q.matches(f, query.run_text(row))]
+
+
+def cmd_tag(args) -> int:
+    run_dir = find(args, args.run)
+    bad = [e for t in [*args.tags, *args.remove] if (e := rd.tag_error(t))]
+    if bad:
+        raise ConfigError(bad[0])
+    notes = rd.write_notes(run_dir, add=tuple(args.tags), remove=tuple(args.remove)) \
+        if args.tags or args.remove else rd.read_notes(run_dir)
+    print(f"{run_dir.parent.name}/{run_dir.name}: "
+          + (" ".join(f"#{t}" for t in notes.get("tags", [])) or "no tags"))
+    return 0
+
+
+def cmd_note(args) -> int:
+    run_dir = find(args, args.run)
+    if args.text is None:
+        print(rd.read_notes(run_dir).get("note") or "(no note)")
+        return 0
+    rd.write_notes(run_dir, note=args.text)
+    print(f"{run_dir.parent.name}/{run_dir.name}: "
+          + ("note saved" if args.text.strip() else "note cleared"))
     return 0
 
 
@@ -230,7 +276,23 @@ def register(sub, common) -> None:
     st = sub.add_parser("status", parents=[common], help="runs and their states")
     st.add_argument("experiment", nargs="?")
     st.add_argument("--limit", type=int, default=0)
+    st.add_argument("--where", metavar="FILTER", help=(
+        "only runs that match, in the app's filter language: words, #tag, acc>0.9, "
+        "lr=0.1, model=resnet*, state!=failed (all must hold)"))
     st.set_defaults(fn=cmd_status)
+    tg = sub.add_parser("tag", parents=[common], help=(
+        "tag a run (kept in its notes.json; the app shows and filters tags): "
+        "tag RUN TAG..., --remove TAG; no tags prints them"))
+    tg.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    tg.add_argument("tags", nargs="*")
+    tg.add_argument("--remove", "-r", nargs="+", default=[], metavar="TAG")
+    tg.set_defaults(fn=cmd_tag)
+    nt = sub.add_parser("note", parents=[common], help=(
+        "a free-text note on a run (notes.json): note RUN TEXT; \"\" clears it; no text "
+        "prints it"))
+    nt.add_argument("run", help="run directory, EXPERIMENT/RUN_ID or run id")
+    nt.add_argument("text", nargs="?")
+    nt.set_defaults(fn=cmd_note)
     ca = sub.add_parser("cancel", parents=[common], help="stop a run (SIGTERM)")
     ca.add_argument("run")
     ca.set_defaults(fn=cmd_cancel)

@@ -43,6 +43,7 @@ SUMMARY = "summary.json"
 LOG = "log.txt"
 PREDICTIONS = "predictions.csv"
 SUBMISSION = "submission.csv"
+NOTES = "notes.json"  # the user's tags and note; written only by `engine tag`/`note` and the app
 CHECKPOINTS = "checkpoints"
 STDOUT = "stdout.txt"
 
@@ -86,6 +87,7 @@ class Run:
     run_id: str
     status: dict
     summary: dict | None
+    notes: dict = field(default_factory=dict)  # notes.json: {"tags": [...], "note": "..."}
     # asked whether a live run's job still exists (launch.is_alive); None: not asked
     alive: Callable[[dict], bool | None] | None = field(default=None, repr=False,
                                                         compare=False)
@@ -106,6 +108,16 @@ class Run:
     @property
     def epoch(self) -> int:
         return int(self.status.get("epoch") or 0)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        tags = self.notes.get("tags")
+        return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+
+    @property
+    def note(self) -> str:
+        note = self.notes.get("note")
+        return note if isinstance(note, str) else ""
 
     @property
     def epochs(self) -> int:
@@ -156,7 +168,36 @@ def load_run(path: Path, alive: Callable | None = None) -> Run | None:
                    status={"state": DAMAGED, "error": problem}, summary=None, alive=alive)
     summary = read_json(path / SUMMARY) if status.get("state") == "done" else None
     return Run(path=path, experiment=path.parent.name, run_id=path.name, status=status,
-               summary=summary, alive=alive)
+               summary=summary, notes=read_notes(path), alive=alive)
+
+
+def read_notes(run_dir: Path) -> dict:
+    """notes.json, or {} when there is none (most runs) or it is unreadable."""
+    data = read_json(Path(run_dir) / NOTES)
+    return data if isinstance(data, dict) else {}
+
+
+TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.:+")
+
+
+def tag_error(tag: str) -> str | None:
+    """Why `tag` cannot be a tag (tags are one word of letters, digits and _-.:+), or None."""
+    if not tag or len(tag) > 40 or not set(tag.lower()) <= TAG_CHARS:
+        return (f"{tag!r} is not a tag: a tag is one word of up to 40 letters, digits "
+                "and _ - . : +")
+    return None
+
+
+def write_notes(run_dir: Path, add: tuple = (), remove: tuple = (),
+                note: str | None = None) -> dict:
+    """Add and remove tags and (when `note` is not None) replace the note; written whole
+    (temporary file, rename). Returns what notes.json now holds."""
+    notes = read_notes(run_dir)
+    tags = [t for t in notes.get("tags", []) if isinstance(t, str) and t not in remove]
+    tags += [t for t in dict.fromkeys(add) if t not in tags]
+    out = {"tags": tags, "note": notes.get("note", "") if note is None else note.strip()}
+    atomic_write_json(Path(run_dir) / NOTES, out)
+    return out
 
 
 def run_folders(runs_dir: Path) -> list[str]:
@@ -194,8 +235,9 @@ class RunScanner:
     """list_runs for a poller, at a cost that follows what changed, not how many runs
     there are: an experiment folder is listed again only when its modification time
     moved (a run was added); a live run's status.json is read again only when its size or
-    modification time moved; a finished run's is checked only every RECHECK_FINAL_S (it
-    changes only when someone resumes it), or on scan(full=True)."""
+    modification time (or notes.json's) moved; a finished run's is checked only every
+    RECHECK_FINAL_S (it changes only when someone resumes or tags it), or on
+    scan(full=True)."""
 
     RECHECK_FINAL_S = 5.0
 
@@ -224,7 +266,7 @@ class RunScanner:
                 st = os.stat(os.path.join(d, STATUS))
             except OSError:
                 continue
-            sig = (st.st_mtime_ns, st.st_size)
+            sig = (st.st_mtime_ns, st.st_size, _mtime(os.path.join(d, NOTES)))
             run = cached[1] if cached and cached[0] == sig else load_run(Path(d), self.alive)
             if run is not None:
                 cache[d] = (sig, run)
@@ -255,6 +297,13 @@ class RunScanner:
                 self._listed[exp] = listed
             dirs += listed[1]
         return dirs
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def read_config(run_dir: Path) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 
 from engine.core.config import Config
 from engine.live.gpu import Gpu
@@ -34,6 +34,9 @@ class RunRow:
     job: str | None = None  # a live run's job as its executor says: "PENDING (Resources)"
     effective: str | None = None  # what it trains with, fallbacks included (overview)
     phase: str | None = None  # a phase after the epochs while it runs: "probe 3/100"
+    tags: tuple[str, ...] = ()  # notes.json's
+    note: str = ""
+    settings: Mapping | None = None  # config.toml's settings, read only once a filter asks
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Snapshot:
     config_version: int = 0  # moves on every (re)load of the experiments file
     runs_dir: Path | None = None  # None until the first poll
     rows: tuple = ()  # RunRow, newest first
-    runs_changed: bool = False  # a run appeared or changed state or epoch since last poll
+    runs_changed: bool = False  # a run appeared, changed state, epoch, tags or note
     series: Series | None = None  # the selected run's
     log_lines: tuple = ()  # the selected run's new log lines...
     log_gen: int = 0  # ... read for this selection (Watcher.select_run's return)

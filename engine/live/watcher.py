@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -80,7 +81,7 @@ class SeriesBuffer:
         return self._frozen
 
 
-def run_row(run: rd.Run, now: float) -> RunRow:
+def run_row(run: rd.Run, now: float, settings: Mapping | None = None) -> RunRow:
     p = run_progress(run, now)
     summary = MappingProxyType(dict(run.summary)) if run.summary else None
     forecast = run.status.get("forecast")
@@ -89,7 +90,8 @@ def run_row(run: rd.Run, now: float) -> RunRow:
                   p["images_per_s"], p["elapsed"], p["eta"], run.status.get("error"), summary,
                   run.status.get("waiting_for"), bool(run.status.get("collapsed")),
                   MappingProxyType(dict(forecast)) if isinstance(forecast, dict) else None,
-                  job_text(run), effective_text(run.status), p["phase"])
+                  job_text(run), effective_text(run.status), p["phase"], run.tags, run.note,
+                  settings)
 
 
 def compare_data(config, name: str, runs_dir) -> CompareData:
@@ -128,6 +130,8 @@ class Watcher:
         self._reload = False
         self._full = False  # re-read finished runs' status too (after a resume)
         self._rows: dict[str, tuple] = {}  # run dir -> (Run, its RunRow)
+        self._settings = False  # rows carry their run's settings (a filter asked once)
+        self._run_settings: dict[str, Mapping] = {}  # run dir -> its config's settings
 
     # ------------------------------------------------------------ called by the UI thread
     def select_run(self, key: str | None) -> int:
@@ -154,6 +158,15 @@ class Watcher:
             self._full = True
         self._wake.set()
 
+    def want_settings(self) -> None:
+        """From now on rows carry their run's settings (read once per finished run): a
+        filter compares one (lr=0.1)."""
+        with self._lock:
+            if self._settings:
+                return
+            self._settings = True
+        self._wake.set()
+
     def ask_reload(self) -> None:
         with self._lock:
             self._reload = True
@@ -173,8 +186,8 @@ class Watcher:
         self.lab.refresh(force)
         runs_dir = self.lab.runs_dir
         rows = self._read_runs(runs_dir, now, full or force)
-        changed = [(r.key, r.state, r.epoch) for r in rows] != \
-            [(r.key, r.state, r.epoch) for r in self._last_rows]
+        changed = [(r.key, r.state, r.epoch, r.tags, r.note) for r in rows] != \
+            [(r.key, r.state, r.epoch, r.tags, r.note) for r in self._last_rows]
         self._last_rows = rows
         with self._lock:
             selected, gen, tail, want = (self._selected, self._log_gen, self._log_tail,
@@ -195,14 +208,24 @@ class Watcher:
         if self._scanner is None or self._scanner.runs_dir != runs_dir:
             self._scanner, self._rows = launch.scanner(runs_dir), {}
         rows, kept = [], {}
+        want = self._settings
         for run in self._scanner.scan(full):
             old = self._rows.get(str(run.path))
             row = old[1] if old and old[0] is run and run.raw_state in rd.FINAL_STATES \
-                else run_row(run, now)
+                and (old[1].settings is not None or not want) \
+                else run_row(run, now, self._settings_of(str(run.path)) if want else None)
             kept[str(run.path)] = (run, row)
             rows.append(row)
         self._rows = kept
         return tuple(rows)
+
+    def _settings_of(self, key: str) -> Mapping:
+        got = self._run_settings.get(key)
+        if got is None:  # config.toml is written once; cached only once it is there
+            got = MappingProxyType(rd.read_config(Path(key)).get("settings", {}))
+            if got:
+                self._run_settings[key] = got
+        return got
 
     def _series(self, key: str | None) -> Series | None:
         """The selected run's curves: its metrics.jsonl read on from where the last poll

@@ -35,6 +35,12 @@ def effective_text(status: dict) -> str | None:
     return text + "".join(f"; fell back: {f}" for f in fallbacks)
 
 
+def notes_text(tags, note: str, width: int = 30) -> str:
+    """A run's tags and the start of its note in one cell: "#baseline #lr note text…"."""
+    text = " ".join([*(f"#{t}" for t in tags), *([note.splitlines()[0]] if note else [])])
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def busy_text(name: str, runs: list[tuple[str, int, int]]) -> str | None:
     """What runs `name` has going, from (state, epoch, epochs) of its runs: "scratch is
     running (ep 2/4)", "scratch has 2 runs going: running (ep 2/4), queued"; None when
@@ -51,7 +57,8 @@ def busy_text(name: str, runs: list[tuple[str, int, int]]) -> str | None:
 def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
     table = Table("Runs", [("State", TEXT), ("Experiment", TEXT), ("Run", TEXT),
                            ("Epoch", TEXT), ("Step", TEXT), ("Best acc", PCT),
-                           ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS)])
+                           ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS),
+                           ("Tags", TEXT)])
     table.whole = {"Experiment", "Run"}
     for run in runs:
         p = run_progress(run, now)
@@ -60,7 +67,11 @@ def runs_table(runs: list[rd.Run], now: float | None = None) -> Table:
                                        else None, job_text(run))))
         table.rows.append([state, run.experiment, run.run_id, f"{run.epoch}/{run.epochs}",
                            p["phase"] or step, p["best_acc"], p["images_per_s"], p["elapsed"],
-                           p["eta"]])
+                           p["eta"], notes_text(run.tags, run.note)])
         if run.raw_state == rd.DAMAGED:
             table.notes.append(f"damaged: {run.experiment}/{run.run_id}: {run.status['error']}")
+    if not any(r[-1] for r in table.rows):  # a Tags column only where a run has some
+        table.columns.pop()
+        for r in table.rows:
+            r.pop()
     return table

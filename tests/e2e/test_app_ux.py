@@ -13,7 +13,7 @@ from test_snapshots import LONG_ERROR, write_demo_run
 from engine.core import rundir as rd
 from engine.launch.local import hostname, process_start_time
 from tui.app import RotundaApp
-from tui.screens import AskOverrides, Confirm, Gallery
+from tui.screens import AskText, Confirm, Gallery
 from tui.views import RunsView, RunView
 from tui.views import experiments as experiments_view
 from tui.views.base import selected_key
@@ -122,8 +122,8 @@ async def test_overrides_dialog_lists_every_mistake_and_stays_open(lab):
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app, 1)
         await pilot.press("o", *"epochs=abc foo=1", "enter")
-        assert isinstance(app.screen, AskOverrides)
-        errors = str(app.screen.query_one("#override-errors").render()).splitlines()
+        assert isinstance(app.screen, AskText)
+        errors = str(app.screen.query_one("#ask-errors").render()).splitlines()
         assert len(errors) == 2 and "epochs" in errors[0] and "foo" in errors[1]
 
 

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, TabPane
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from engine import launch
+from engine.live.query import Query
 from engine.live.snapshot import Snapshot
 from engine.report.export import export_table
 from engine.report.overview import runs_table
@@ -26,12 +27,6 @@ Export = Callable[[Path], list[Path]]  # reports folder -> the files written
 
 def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
-
-
-def matches(text: str, *fields) -> bool:
-    """Whether the filter text is in any of the fields (case-insensitive)."""
-    f = text.lower()
-    return not f or any(f in str(x).lower() for x in fields)
 
 
 def selected_key(table: DataTable) -> str | None:
@@ -79,8 +74,16 @@ class View(TabPane):
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         """Render `snap`; `before` is the one shown last, to tell what changed."""
 
-    def set_filter(self, text: str) -> None:
+    def set_filter(self, query: Query) -> None:
         """The filter box changed (views without a list ignore it)."""
+
+    def find(self) -> bool:
+        """/ on this view: True if it searches something of its own (the Run view, its
+        log), else the app's filter box opens."""
+        return False
+
+    def end_find(self) -> None:
+        """Esc: close the view's own search."""
 
     def open(self) -> None:
         """Enter: launch or open what is selected."""

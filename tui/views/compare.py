@@ -1,7 +1,8 @@
-"""4 Compare: the TOML's comparison tables, sweeps and ablations; [ and ] switch."""
+"""4 Compare: the TOML's comparison tables, sweeps and ablations; [ and ] switch, s sorts."""
 from __future__ import annotations
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
@@ -11,7 +12,7 @@ from engine.report.compare import table_names
 from engine.report.export import export_named
 from tui.views.base import Export, View
 from tui.widgets.plots import TitledPlot, draw_compare
-from tui.widgets.table import Table
+from tui.widgets.table import Table, cell_value
 
 
 class CompareView(View):
@@ -73,14 +74,23 @@ class CompareView(View):
         self.query_one("#compare-title", Static).update(Text.assemble(
             (data.title, "bold"), f"  ({data.name}, {names.index(data.name) + 1}/{len(names)}; "
             "[ and ] switch, e exports)"))
-        table = self.query_one("#compare-table", DataTable)
+        table = self.query_one("#compare-table", Table)
         table.clear(columns=True)
+        table.names = data.columns
+        if table.sort_column not in data.columns:
+            table.sort_column = None
         for col in data.columns:
-            table.add_column(col, key=col)
-        for row in data.rows:
+            table.add_column(table.label(col), key=col)
+        for row in table.ordered(list(data.rows), lambda row, col: cell_value(
+                row[data.columns.index(col)])):
             table.add_row(*row)
         self.query_one("#compare-notes", Static).update(Text("\n".join(data.notes), style="dim"))
         draw_compare(self.query_one("#compare-plot", TitledPlot), data)
+
+    @on(Table.Sorted, "#compare-table")
+    def resort(self) -> None:
+        if self.shown is not None:
+            self.show_table(self.shown)
 
     def export_job(self) -> Export | None:
         name, config, runs_dir = self.selected(), self.snap.config, self.snap.runs_dir

@@ -14,13 +14,14 @@ from textual.widgets import DataTable, Static
 from engine.core import rundir as rd
 from engine.core.settings import override_errors
 from engine.core.table import PCT, fmt
+from engine.live.query import Query, experiment_fields
 from engine.live.snapshot import Snapshot
 from engine.report.overview import busy_text
 from engine.runs.detached import launch_detached, launch_sweep_detached
 from tui.notices import in_background
-from tui.screens import AskOverrides, Confirm, DatasetCard
-from tui.views.base import View, matches, restore_cursor, selected_key, state_text
-from tui.widgets.table import Table
+from tui.screens import AskText, Confirm, DatasetCard
+from tui.views.base import View, restore_cursor, selected_key, state_text
+from tui.widgets.table import Table, cell_value
 
 # Latest (the last result) next to the name, so that it shows on a narrow terminal too
 COLUMNS = ("Experiment", "Latest", "Expect", "Task", "Ep.", "Starts from", "Model", "Data")
@@ -70,29 +71,35 @@ def latest_cell(r) -> Text | str:
     return text
 
 
-def table_rows(config, rows, text: str, weights) -> list:
+def table_rows(config, rows, q: Query, weights, order=list) -> list:
     """(cells, key) of the experiments table: each TOML group's title once, then its
-    experiments, then its sweeps and ablations."""
+    experiments, then its sweeps and ablations; `order` sorts the rows within a group."""
     groups: dict[str, list] = {}
-    for group, cells in [*experiment_rows(config, rows, text, weights),
-                         *plan_rows(config, rows, text)]:
+    for group, cells in [*experiment_rows(config, rows, q, weights),
+                         *plan_rows(config, rows, q)]:
         groups.setdefault(group, []).append(cells)
     out = []
     for group, cells in groups.items():
         if group:
             out.append(((Text(group, style="bold underline"),), f"{GROUP}{group}"))
-        out += cells
+        out += order(cells)
     return out
 
 
-def experiment_rows(config, rows, text: str, weights):
-    """(group, (cells, key)) of each experiment the filter lets through."""
+def latest_runs(rows) -> dict:
     latest = {}
     for r in rows:  # newest first: keep the first seen
         latest.setdefault(r.experiment, r)
+    return latest
+
+
+def experiment_rows(config, rows, q: Query, weights):
+    """(group, (cells, key)) of each experiment the filter lets through."""
+    latest = latest_runs(rows)
     for group, exps in config.groups().items():
         for e in exps:
-            if not matches(text, group, e.name, e.title, e.description):
+            fields = experiment_fields(e, group, latest.get(e.name)) if q.terms else {}
+            if not q.matches(fields, (group, e.name, e.title, e.description)):
                 continue
             s = e.settings
             yield group, ((f" {e.name}", latest_cell(latest.get(e.name)),
@@ -101,10 +108,16 @@ def experiment_rows(config, rows, text: str, weights):
                           e.name)
 
 
-def plan_rows(config, rows, text: str):
-    """(group, (cells, key)) of every sweep and ablation the filter lets through."""
+def plan_rows(config, rows, q: Query):
+    """(group, (cells, key)) of every sweep and ablation the filter lets through (terms
+    compare its base experiment's settings)."""
+    def fields(w) -> dict:
+        base = config.experiments.get(w.base)
+        out = experiment_fields(base, w.group, None) if base and q.terms else {}
+        return {**out, "name": w.name, "experiment": w.name, "base": w.base,
+                "kind": "ablation" if w.name in config.ablations else "sweep"}
     plans = [w for w in [*config.sweeps.values(), *config.ablations.values()]
-             if matches(text, w.group, w.name, w.title, w.base)]
+             if q.matches(fields(w), (w.group, w.name, w.title, w.base))]
     for w in plans:
         mine = [r for r in rows if r.experiment == w.name]
         done = len({r.run_id for r in mine if r.raw_state == "done"})
@@ -169,12 +182,14 @@ class ExperimentsView(View):
                 Binding("o", "launch_with", "Overrides"),
                 Binding("d", "dataset_card", "Data")]
 
-    filter_text = ""
+    where = Query()  # the filter box's
     last_row = 0  # the cursor's row before it moved: which way to skip a group's title
 
     def compose(self) -> ComposeResult:
         yield Static("", id="config-error")
-        yield Table(id="exp-table", cursor_type="row", zebra_stripes=True)
+        table = Table(id="exp-table", cursor_type="row", zebra_stripes=True)
+        table.names = COLUMNS
+        yield table
         yield Static("", id="exp-detail")
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
@@ -188,23 +203,26 @@ class ExperimentsView(View):
             return
         self.fill()
 
-    def set_filter(self, text: str) -> None:
-        self.filter_text = text
+    def set_filter(self, query: Query) -> None:
+        self.where = query
         self.fill()
 
+    @on(Table.Sorted, "#exp-table")
     def fill(self) -> None:
-        table = self.query_one("#exp-table", DataTable)
+        table = self.query_one("#exp-table", Table)
         selected = selected_key(table)
         table.clear(columns=True)
         config, rows = self.snap.config, self.snap.rows
         if config is None:
             self.query_one("#exp-detail", Static).update("")
             return
-        cells = table_rows(config, rows, self.filter_text, self.snap.weights)
+        cells = table_rows(config, rows, self.where, self.snap.weights, lambda group: table.ordered(
+            group, lambda item, col: cell_value(item[0][COLUMNS.index(col)])))
         # the name column as wide as the longest name, not the longest group title
         name_w = max([MIN_NAME_W, *(len(c[0]) for c, k in cells if not k.startswith(GROUP))])
         for col in COLUMNS:
-            table.add_column(col, key=col, width=name_w if col == COLUMNS[0] else None)
+            table.add_column(table.label(col), key=col,
+                             width=name_w if col == COLUMNS[0] else None)
         for row, key in cells:  # a group's title on one line: cut to the column, with …
             if key.startswith(GROUP) and len(row[0]) > name_w:
                 row = (row[0][:name_w - 1] + "…",)
@@ -327,8 +345,10 @@ class ExperimentsView(View):
         def got(text: str | None) -> None:
             if text is not None:
                 self.launch(text.split())
-        self.app.push_screen(AskOverrides(name, lambda text: override_errors(
-            settings, text.split())), got)
+        self.app.push_screen(AskText(
+            f"Launch [b]{name}[/b] with overrides (KEY=VALUE separated by spaces, e.g. "
+            "epochs=5 lr=0.05):", lambda text: override_errors(settings, text.split()),
+            "epochs=5 lr=0.05"), got)
 
     def action_dataset_card(self) -> None:
         """The selected experiment's dataset card (a sweep's: its base experiment's)."""

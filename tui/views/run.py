@@ -1,12 +1,15 @@
-"""3 Run: one run's live plots, its log's tail and its summary; g shows the gallery."""
+"""3 Run: one run's live plots, its log's tail and its summary; g shows the gallery, /
+searches the log."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.containers import Horizontal
+from textual.widgets import Input, Static
 
 from engine.core.table import DPCT, PCT, RATE, SECS, fmt
 from engine.live.snapshot import RunRow, Series, Snapshot
@@ -14,7 +17,7 @@ from engine.perf.forecast import fitted_points, headline
 from engine.report.export import plot_runs
 from tui.screens import Gallery
 from tui.views.base import Export, View, state_text
-from tui.widgets.log import ReflowLog
+from tui.widgets.log import FindBox, ReflowLog
 from tui.widgets.plots import RunPlots
 
 REDRAW_S = 0.25  # plots redraw at most 4 times a second, and only when their run moved
@@ -92,9 +95,48 @@ class RunView(View):
         yield RunPlots(id="plots")
         # wrapped: a long line (images/s, epoch time, a failed run's fix) shows whole
         yield ReflowLog(id="run-log", max_lines=2000, wrap=True, min_width=20)
+        with Horizontal(id="log-find"):
+            yield FindBox(placeholder="search the log (enter/up: above, down: below, esc "
+                          "closes)", id="log-search")
+            yield Static("", id="log-hits")
 
     def on_mount(self) -> None:
+        self.query_one("#log-find").display = False
         self.set_interval(REDRAW_S, self.redraw)
+
+    def find(self) -> bool:
+        self.query_one("#log-find").display = True
+        self.query_one("#log-search", FindBox).focus()
+        return True
+
+    def end_find(self) -> None:
+        box = self.query_one("#log-find")
+        if box.display:
+            box.display = False
+            self.query_one("#log-search", FindBox).value = ""
+            self.query_one("#run-log", ReflowLog).end_find()
+            self.query_one("#run-log", ReflowLog).focus()
+
+    @on(Input.Changed, "#log-search")
+    def searched(self, event: Input.Changed) -> None:
+        event.stop()
+        self.show_hits(self.query_one("#run-log", ReflowLog).find(event.value.strip()))
+
+    @on(Input.Submitted, "#log-search")
+    def older(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.step(FindBox.Step(-1))
+
+    @on(FindBox.Step)
+    def step(self, event: FindBox.Step) -> None:
+        log = self.query_one("#run-log", ReflowLog)
+        self.show_hits(log.find(log.term, event.step))
+
+    def show_hits(self, got: tuple[int, int]) -> None:
+        at, count = got
+        term = self.query_one("#run-log", ReflowLog).term
+        self.query_one("#log-hits", Static).update(
+            "" if not term else f" {at}/{count} lines" if count else " not found")
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         if self.current is None and snap.rows:  # the newest running run, else the newest
@@ -118,6 +160,7 @@ class RunView(View):
             return
         self.current = key
         self.log_gen = self.app.watcher.select_run(key)
+        self.end_find()
         self.query_one("#run-log", ReflowLog).reset()
         self.show_title()
 

@@ -1,5 +1,6 @@
-"""2 Runs: every run, newest first, live; Enter opens one, c cancels, r resumes, space
-marks runs and d shows what differs between two."""
+"""2 Runs: every run, newest first (s sorts by a column), live; Enter opens one, c
+cancels, r resumes, t tags, n notes, space marks runs and d shows what differs between
+two."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,20 +14,29 @@ from textual.widgets import DataTable
 from engine.core import rundir as rd
 from engine.core.table import PCT, RATE, SECS, TEXT, fmt
 from engine.launch import cancel
+from engine.live.query import Query, keep_run
 from engine.live.snapshot import RunRow, Snapshot
 from engine.report.diff import diff_table
+from engine.report.overview import notes_text
 from engine.runs.detached import resume_detached
 from tui.notices import in_background
-from tui.screens import Confirm, Pager
-from tui.views.base import View, matches, restore_cursor, selected_key, state_text
+from tui.screens import AskText, Confirm, Pager
+from tui.views.base import View, restore_cursor, selected_key, state_text
 from tui.views.run import RunView, epoch_text
 from tui.widgets.table import Table
 
 # `engine status`'s table, with the steps of the epoch under way folded into Epoch so that
 # ETA fits at 80 columns
 COLUMNS = (("State", TEXT), ("Experiment", TEXT), ("Run", TEXT), ("Epoch", TEXT),
-           ("Best acc", PCT), ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS))
-DROP_FIRST = ("img/s", "Elapsed", "Best acc")  # hidden in this order when narrow
+           ("Best acc", PCT), ("img/s", RATE), ("Elapsed", SECS), ("ETA", SECS),
+           ("Tags", TEXT))
+DROP_FIRST = ("Tags", "img/s", "Elapsed", "Best acc")  # hidden in this order when narrow
+# what each column sorts by: the figures, not their text
+SORT_BY = {"State": lambda r: r.state, "Experiment": lambda r: r.experiment,
+           "Run": lambda r: r.run_id, "Epoch": lambda r: r.epoch + (r.step or 0) / (r.steps or 1),
+           "Best acc": lambda r: r.best_acc, "img/s": lambda r: r.images_per_s,
+           "Elapsed": lambda r: r.elapsed, "ETA": lambda r: r.eta,
+           "Tags": lambda r: notes_text(r.tags, r.note) or None}
 SCROLLBAR = 2  # columns the vertical scrollbar takes
 RESUMABLE = ("lost", "cancelled", "failed", "diverged")
 
@@ -36,7 +46,7 @@ MARK = "● "
 
 def run_cells(r: RunRow, marked: bool = False) -> list:
     values = [r.experiment, r.run_id, epoch_text(r), r.best_acc, r.images_per_s,
-              r.elapsed, r.eta]
+              r.elapsed, r.eta, notes_text(r.tags, r.note, 24)]
     state = state_text(r.state)
     if marked:
         state = Text(MARK, style="bold magenta") + state
@@ -50,8 +60,8 @@ def run_cells(r: RunRow, marked: bool = False) -> list:
 def fitting_columns(cells: list[list], width: int) -> list[str]:
     """The columns to show in `width`: every one if they fit, else without the least
     useful; names and run ids are never cut (the table scrolls instead)."""
-    need = {name: max([len(name), *(len(str(c[i])) for c in cells)]) + 2
-            for i, (name, _) in enumerate(COLUMNS)}
+    need = {name: max([len(name) + 2, *(len(str(c[i])) for c in cells)]) + 2
+            for i, (name, _) in enumerate(COLUMNS)}  # + 2: a sort arrow
     shown = [name for name, _ in COLUMNS]
     for name in DROP_FIRST:
         if sum(need[n] for n in shown) <= width - SCROLLBAR:
@@ -66,35 +76,47 @@ class RunsView(View):
             Binding("r", "resume_run", "Resume run", show=False),
             Binding("space", "mark", "Mark a run (two marked: d shows their diff)",
                     show=False),
-            Binding("d", "diff", "Diff the two marked runs", show=False))
+            Binding("d", "diff", "Diff the two marked runs", show=False),
+            Binding("t", "tag", "Tag the run (tags show in Runs and filter: #tag)",
+                    show=False),
+            Binding("n", "note", "A note on the run", show=False))
     # footer hints while shown (enter has priority over the table's own hidden binding,
     # which would hide it; it does what the table's does)
     BINDINGS = [Binding("enter", "open", "Open", priority=True),
                 Binding("c", "cancel_run", "Cancel"), Binding("r", "resume_run", "Resume"),
                 Binding("g", "app.on_view('run', 'gallery')", "Gallery"),
                 Binding("space", "mark", "Mark", show=False),
-                Binding("d", "diff", "Diff")]
+                Binding("d", "diff", "Diff"), Binding("t", "tag", "Tag"),
+                Binding("n", "note", "Note", show=False)]
 
-    filter_text = ""
+    where = Query()  # the filter box's
     shown: dict = {}  # run key -> the cells on screen
     columns: list = []  # the column names on screen
     marked: list = []  # run keys marked with space, oldest mark first
 
     def compose(self) -> ComposeResult:
-        yield Table(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table = Table(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table.names = [name for name, _ in COLUMNS]
+        yield table
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
         self.fill(snap.runs_changed)
 
-    def set_filter(self, text: str) -> None:
-        self.filter_text = text
+    def set_filter(self, query: Query) -> None:
+        self.where = query
+        self.fill(True)
+
+    @on(Table.Sorted, "#runs-table")
+    def sorted(self) -> None:
+        self.columns = []  # new labels
         self.fill(True)
 
     def fill(self, structure_changed: bool) -> None:
-        """Refill when runs came, went or changed state; else update the live rows' cells."""
-        table = self.query_one("#runs-table", DataTable)
-        rows = [r for r in self.snap.rows if matches(self.filter_text, r.experiment, r.run_id,
-                                                      r.state)]
+        """Refill when runs came, went, changed state or order; else update the live
+        rows' cells."""
+        table = self.query_one("#runs-table", Table)
+        rows = table.ordered([r for r in self.snap.rows if keep_run(self.where, r)],
+                             lambda r, col: SORT_BY[col](r))
         cells = {r.key: run_cells(r, r.key in self.marked) for r in rows}
         columns = fitting_columns(list(cells.values()), self.size.width)
         if structure_changed or columns != self.columns \
@@ -114,7 +136,7 @@ class RunsView(View):
         table.clear(columns=columns != self.columns)
         if not table.columns:
             for name in columns:
-                table.add_column(name, key=name)
+                table.add_column(table.label(name), key=name)
         self.shown, self.columns = cells, columns
         keep = [i for i, (name, _) in enumerate(COLUMNS) if name in columns]
         for key, row in cells.items():
@@ -157,6 +179,42 @@ class RunsView(View):
         in_background(self, "cannot compare these runs",
                       lambda: diff_table(Path(pair[0]), Path(pair[1])).to_rich(),
                       lambda table: self.app.push_screen(Pager(table)))
+
+    def action_tag(self) -> None:
+        r = self.snap.row(self.app.active_view.selected_run())
+        if r is None:
+            self.notify("select a run in Runs (2) or Run (3) first")
+            return
+
+        def check(text: str) -> list[str]:
+            return [e for t in text.replace("#", " ").split() if (e := rd.tag_error(t))]
+
+        def save(text: str | None) -> None:
+            if text is not None:
+                tags = tuple(text.replace("#", " ").split())
+                self.write_notes(r, lambda: rd.write_notes(Path(r.key), add=tags,
+                                                           remove=tuple(set(r.tags) - set(tags))))
+        self.app.push_screen(AskText(
+            f"Tags of [b]{r.experiment}/{r.run_id}[/b] (words separated by spaces; "
+            "filter them with #tag):", check, "baseline lr-study", " ".join(r.tags)), save)
+
+    def action_note(self) -> None:
+        r = self.snap.row(self.app.active_view.selected_run())
+        if r is None:
+            self.notify("select a run in Runs (2) or Run (3) first")
+            return
+
+        def save(text: str | None) -> None:
+            if text is not None:
+                self.write_notes(r, lambda: rd.write_notes(Path(r.key), note=text))
+        self.app.push_screen(AskText(
+            f"Note on [b]{r.experiment}/{r.run_id}[/b] (empty clears it):",
+            placeholder="what this run tried", value=r.note), save)
+
+    def write_notes(self, r: RunRow, write) -> None:
+        def written(_) -> None:
+            self.app.watcher.rescan()  # a finished run's row is rebuilt at the next poll
+        in_background(self, f"cannot write {r.experiment}/{r.run_id}'s notes", write, written)
 
     def action_cancel_run(self) -> None:
         r = self.snap.row(self.app.active_view.selected_run())

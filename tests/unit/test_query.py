@@ -1,0 +1,56 @@
+"""The filter language (engine/live/query.py) and the notes a run keeps (notes.json)."""
+from hypothesis import given
+from hypothesis import strategies as st
+from makers import write_run
+
+from engine.core import rundir as rd
+from engine.live.query import Term, parse
+
+RUN = {"acc": 0.91, "lr": 0.1, "model": "resnet18", "tags": ("baseline", "lr-study"),
+       "state": "done", "amp": True, "epochs": 30, "eta": None}
+
+
+def holds(text: str, fields=RUN, words=("resnet18 run",)) -> bool:
+    return parse(text).matches(fields, words)
+
+
+def test_words_and_terms_all_hold():
+    assert holds("acc>0.9") and holds("acc>90") and holds("acc>90%") and not holds("acc>92")
+    assert holds("lr=0.1") and holds("lr==0.10") and not holds("lr=0.01") and holds("lr<1e-0")
+    assert holds("model=resnet*") and holds("MODEL=ResNet18") and not holds("model=vgg*")
+    assert holds("#baseline") and holds("tag=lr-study") and holds("tag!=other")
+    assert not holds("tag!=baseline") and not holds("#nope")
+    assert holds("amp=true") and not holds("amp=false") and holds("epochs>=30 state!=failed")
+    assert holds("resnet") and not holds("resnet vgg") and holds("acc > 0.9 resnet")
+
+
+def test_a_run_without_the_figure_matches_only_not_equal():
+    assert not holds("eta<10") and holds("eta!=10") and not holds("missing>1")
+    assert not holds("acc>high")  # cannot compare: matches nothing, never raises
+
+
+def test_unknown_keys_are_named():
+    q = parse("acx>0.9 lr=0.1 #t")
+    assert q.unknown(RUN) == ["acx"]
+    assert q.terms[-1] == Term("tags", "=", "t")
+
+
+@given(st.text(max_size=60))
+def test_any_text_parses_and_matches_without_raising(text):
+    q = parse(text)
+    q.matches(RUN, ("x",))
+
+
+def test_notes_are_written_whole_and_a_poller_sees_a_finished_runs_new_tags(tmp_path):
+    d = write_run(tmp_path / "runs", "e", "20261125-100000-aaaa")
+    scanner = rd.RunScanner(tmp_path / "runs")
+    assert scanner.scan()[0].tags == ()
+    rd.write_notes(d, add=("a", "b"), note="first")
+    rd.write_notes(d, add=("b", "c"), remove=("a",))
+    assert rd.read_notes(d) == {"tags": ["b", "c"], "note": "first"}
+    assert not list(d.glob(".*.tmp"))
+    run = scanner.scan(full=True)[0]
+    assert run.tags == ("b", "c") and run.note == "first"
+    assert rd.tag_error("ok-tag_1.2") is None and "not a tag" in rd.tag_error("two words")
+    (d / rd.NOTES).write_text("{torn")  # a torn notes.json: no tags, no crash
+    assert rd.load_run(d).tags == ()
