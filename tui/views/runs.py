@@ -57,13 +57,18 @@ def run_cells(r: RunRow, marked: bool = False) -> list:
     return [state, *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
 
 
-def fitting_columns(cells: list[list], width: int) -> list[str]:
+def fitting_columns(cells: list[list], width: int, sorted_by: str | None = None) -> list[str]:
     """The columns to show in `width`: every one if they fit, else without the least
     useful; names and run ids are never cut (the table scrolls instead)."""
-    need = {name: max([len(name) + 2, *(len(str(c[i])) for c in cells)]) + 2
-            for i, (name, _) in enumerate(COLUMNS)}  # + 2: a sort arrow
+    need = {name: max([len(name) + 2 * (name == sorted_by),  # its sort arrow
+                       *(len(str(c[i])) for c in cells)]) + 2
+            for i, (name, _) in enumerate(COLUMNS)}
     shown = [name for name, _ in COLUMNS]
+    if not any(c[-1] != "-" for c in cells):  # a Tags column only once a run has some
+        shown.remove("Tags")
     for name in DROP_FIRST:
+        if name not in shown:
+            continue
         if sum(need[n] for n in shown) <= width - SCROLLBAR:
             break
         shown.remove(name)
@@ -118,7 +123,7 @@ class RunsView(View):
         rows = table.ordered([r for r in self.snap.rows if keep_run(self.where, r)],
                              lambda r, col: SORT_BY[col](r))
         cells = {r.key: run_cells(r, r.key in self.marked) for r in rows}
-        columns = fitting_columns(list(cells.values()), self.size.width)
+        columns = fitting_columns(list(cells.values()), self.size.width, table.sort_column)
         if structure_changed or columns != self.columns \
                 or [r.key for r in rows] != [k.value for k in table.rows]:
             self.refill(table, cells, columns)
