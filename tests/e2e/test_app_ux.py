@@ -181,13 +181,11 @@ async def test_a_broken_experiments_file_says_why_and_exports_nothing(tmp_path):
         assert not (tmp_path / "reports").exists()
 
 
-async def test_the_gallery_fits_the_terminal(tmp_path):
-    cfg = write_lab(tmp_path)
-    engine("run", "scratch", "--set", "epochs=1", "--config", cfg, check=True)
+async def test_the_gallery_fits_the_terminal(trained):
     for width, height in [(80, 24), (200, 50)]:
-        app = RotundaApp(cfg, gpu=False)
+        app = RotundaApp(trained, gpu=False)
         async with app.run_test(size=(width, height)) as pilot:
-            await settle(pilot, app, 1)
+            await settle(pilot, app, 3)
             await pilot.press("2", "g")
             assert isinstance(app.screen, Gallery)
             box = app.screen.query_one("#gallery-box")

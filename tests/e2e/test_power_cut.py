@@ -16,12 +16,13 @@ from conftest import TINY, engine, env
 
 from engine.core import rundir as rd
 
-EPOCHS = 4
+EPOCHS = 3  # a kill at epoch 2's checkpoint, and one epoch after it
 
 
 def lab(tmp_path):
     cfg = tmp_path / "experiments.toml"
-    cfg.write_text(TINY.replace("log_every = 2", "log_every = 5"))
+    cfg.write_text(TINY.replace("log_every = 2", "log_every = 5")
+                   .replace("epochs = 4", f"epochs = {EPOCHS}"))
     return cfg
 
 
