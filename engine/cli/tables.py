@@ -1,4 +1,5 @@
-"""Commands that read finished runs into tables and files: compare, export, diff, optimus."""
+"""Commands that read finished runs into tables and files: compare, export, report, diff,
+optimus."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,6 +44,20 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from engine.report.document import report_names, write_report
+
+    config = load(config_path(args.config))
+    runs_dir = config.runs_dir(args.runs_dir)
+    names = report_names(config, args.name)
+    for name in names:  # an unknown name: the usual one line, before anything is written
+        compare_table(config, name, runs_dir)
+    out_dir = Path(args.out) if args.out else config.root / "reports"
+    doc, *files = write_report(config, names, runs_dir, out_dir)
+    print(f"{doc} ({len(files)} files beside it in {doc.parent / 'figures'})")
+    return 0
+
+
 def cmd_diff(args) -> int:
     from engine.report.diff import diff_table
 
@@ -82,6 +97,12 @@ def register(sub, common) -> None:
     ex.add_argument("name", help="a comparison name, all, or a run")
     ex.add_argument("--out", metavar="DIR", help="folder for comparisons (default reports/)")
     ex.set_defaults(fn=cmd_export)
+    rp = sub.add_parser("report", parents=[common], help=(
+        "one Markdown document to hand in: every table (expected against measured), the "
+        "curves and plots as PNG, what is missing, each run's provenance and command"))
+    rp.add_argument("name", help="a comparison, sweep or ablation name, or all")
+    rp.add_argument("--out", metavar="DIR", help="folder for NAME.md and figures/ (default reports/)")
+    rp.set_defaults(fn=cmd_report)
     df = sub.add_parser("diff", parents=[common], help=(
         "what differs between two runs: settings, environment and code, data; then their "
         "figures"))

@@ -69,11 +69,13 @@ async def test_launch_watch_done_and_compare(fast_config):
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         scratch = next(r for r in rows if r[0] == "scratch")
         assert scratch[3] == fmt(summary["test_acc_at_best"], PCT)
-        await pilot.press("e")  # export the visible table (in a worker thread)
-        await app_until(pilot, lambda: (fast_config.parent / "reports" / "side.csv").exists(),
-                        "reports/side.csv")
-        assert (fast_config.parent / "reports" / "side.md").exists()
-        assert (fast_config.parent / "reports" / "side.csv").read_text().startswith("Experiment,")
+        await pilot.press("e")  # the comparison's report (in a worker thread)
+        reports = fast_config.parent / "reports"
+        await app_until(pilot, lambda: (reports / "side.md").exists(), "reports/side.md")
+        doc = (reports / "side.md").read_text()
+        assert "## Tiny side by side" in doc and "](figures/side-curves.png)" in doc
+        assert "## Appendix: the runs behind the figures" in doc
+        assert (reports / "figures" / "side.csv").read_text().startswith("Experiment,")
 
 
 async def test_runs_survive_the_app_and_it_reattaches(fast_config):

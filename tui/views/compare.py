@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Static
 
 from engine.live.snapshot import CompareData, Snapshot
 from engine.report.compare import table_names
-from engine.report.export import export_named
+from engine.report.document import write_report
 from tui.views.base import Export, View
 from tui.widgets.plots import TitledPlot, draw_compare
 from tui.widgets.table import Table, cell_value
@@ -73,7 +73,7 @@ class CompareView(View):
         names = self.names()
         self.query_one("#compare-title", Static).update(Text.assemble(
             (data.title, "bold"), f"  ({data.name}, {names.index(data.name) + 1}/{len(names)}; "
-            "[ and ] switch, e exports)"))
+            "[ and ] switch, e writes its report)"))
         table = self.query_one("#compare-table", Table)
         table.clear(columns=True)
         table.names = data.columns
@@ -96,4 +96,4 @@ class CompareView(View):
         name, config, runs_dir = self.selected(), self.snap.config, self.snap.runs_dir
         if not name:
             return super().export_job()
-        return lambda reports: export_named(config, name, runs_dir, reports)
+        return lambda reports: write_report(config, [name], runs_dir, reports)[:1]
