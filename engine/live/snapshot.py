@@ -77,6 +77,8 @@ class CompareData:
     notes: tuple
     bars: tuple = ()  # an ablation's (configuration, mean accuracy), baseline first
     curve: Curve | None = None
+    # the runs behind the table, overlaid: (label, run dir, epochs, headline accuracy)
+    runs: tuple = ()
 
 
 @dataclass(frozen=True)

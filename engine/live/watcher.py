@@ -19,7 +19,7 @@ from engine.core import rundir as rd
 from engine.live.gpu import GpuMonitor
 from engine.live.lab import Lab, weights_states
 from engine.live.snapshot import CompareData, Curve, RunRow, Series, Snapshot
-from engine.report.compare import compare_table, curve, table_names
+from engine.report.compare import compare_table, curve, table_names, table_runs
 from engine.report.overview import effective_text, job_text, run_progress
 
 MAX_POINTS = 400  # step series are averaged down to this many points for the plots
@@ -107,7 +107,18 @@ def compare_data(config, name: str, runs_dir) -> CompareData:
         lines = Curve(t.plot[0], tuple((b, tuple(pts)) for b, pts in t.plot[1].items()),
                       t.plot[2])
     return CompareData(name, t.title, tuple(c for c, _ in t.columns),
-                       tuple(tuple(r) for r in t.formatted()), tuple(t.notes), bars, lines)
+                       tuple(tuple(r) for r in t.formatted()), tuple(t.notes), bars, lines,
+                       tuple(run_curve(label, path)
+                             for label, path in table_runs(config, name, runs_dir)))
+
+
+def run_curve(label: str, run_dir: Path) -> tuple:
+    """(label, run dir, epochs, accuracy per epoch): test accuracy, or k-NN accuracy for
+    a self-supervised run, from its epoch records."""
+    epochs = [m for m in rd.read_jsonl(Path(run_dir) / rd.METRICS) if m.get("kind") == "epoch"]
+    key = "test_acc" if any(m.get("test_acc") is not None for m in epochs) else "knn_acc"
+    pts = [(m["epoch"], m[key]) for m in epochs if m.get(key) is not None]
+    return label, str(run_dir), tuple(p[0] for p in pts), tuple(p[1] for p in pts)
 
 
 class Watcher:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 from textual.app import ComposeResult
 from textual.containers import Grid
@@ -143,18 +144,35 @@ class RunPlots(Grid):
         draw_lines(self.plot(pid), lines, log, empty)
 
 
+# a run's colour wherever it is drawn: the same run, the same colour, in every comparison
+PALETTE = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white",
+           "gray", "cyan+", "orange+", "green+")
+
+
+def run_colour(key: str) -> str:
+    return PALETTE[zlib.crc32(key.encode()) % len(PALETTE)]
+
+
 def draw_compare(widget: TitledPlot, data: CompareData) -> None:
     """An ablation's mean accuracies as bars; a sweep with `plot`, accuracy against that
     axis (log scale, one line per base: the few-labels figure); a curve with its own
-    y label (the Optimus study's time to target against workers); else hidden."""
+    y label (the Optimus study's time to target against workers); else the accuracy of
+    every run behind the table, epoch by epoch, overlaid; hidden with nothing to draw."""
+    overlay = [r for r in data.runs if r[2]]
     widget.display = bool(data.bars) or bool(
-        data.curve and any(pts for _, pts in data.curve.lines))
+        data.curve and any(pts for _, pts in data.curve.lines)) or bool(overlay)
     if not widget.display:
         return
     plt = widget.plt
     plt.clear_data()
     plt.clear_figure()
-    if data.bars:
+    if not data.bars and not (data.curve and any(pts for _, pts in data.curve.lines)):
+        for label, key, xs, ys in overlay:
+            plt.plot(list(xs), [100 * y for y in ys], label=label, color=run_colour(key),
+                     marker="braille")
+        plt.xlabel("epoch")
+        widget.set_title(f"accuracy %, per epoch: the {len(overlay)} runs of the table")
+    elif data.bars:
         bars = data.bars[::-1]  # plotext stacks horizontal bars upwards: baseline on top
         plt.bar([b[0] for b in bars], [100 * b[1] for b in bars], orientation="horizontal",
                 width=0.3)
