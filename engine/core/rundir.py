@@ -249,18 +249,27 @@ class RunScanner:
         self._listed: dict[str, tuple[int, list[str]]] = {}  # exp dir -> (mtime, run dirs)
         self._cache: dict[str, tuple[tuple, Run]] = {}  # run dir -> (stat signature, Run)
         self._checked = -math.inf
+        self._dirs: list[str] | None = None  # every run dir, as last listed
+        self._order: list[str] | None = None  # the run dirs newest first, as last sorted
+        self._last: list[Run] | None = None  # the last scan's answer
+        self._live = False  # whether it held a run not finished
 
     def scan(self, full: bool = False) -> list[Run]:
+        """Every run, newest first. With no run live, no folder listed anew and no
+        recheck due, the previous list itself: an idle lab costs a few stats a poll."""
         now = time.monotonic()
         full = full or now - self._checked >= self.RECHECK_FINAL_S
         if full:
             self._checked = now
-        out, cache = [], {}
-        for d in self._run_dirs():
+        dirs, moved = self._run_dirs()
+        if not (full or moved or self._live) and self._last is not None:
+            return self._last
+        pairs, cache = [], {}
+        for d in dirs if moved or self._order is None else self._order:
             cached = self._cache.get(d)
             if cached and not full and cached[1].raw_state in FINAL_STATES:
                 cache[d] = cached
-                out.append(cached[1])
+                pairs.append((d, cached[1]))
                 continue
             try:
                 st = os.stat(os.path.join(d, STATUS))
@@ -270,33 +279,42 @@ class RunScanner:
             run = cached[1] if cached and cached[0] == sig else load_run(Path(d), self.alive)
             if run is not None:
                 cache[d] = (sig, run)
-                out.append(run)
+                pairs.append((d, run))
         self._cache = cache
-        out.sort(key=newest_first_key, reverse=True)
-        return out
+        if moved or self._order is None:  # a run's place never changes once it is listed
+            pairs.sort(key=lambda p: newest_first_key(p[1]), reverse=True)
+            self._order = [d for d, _ in pairs]
+        self._last = [run for _, run in pairs]
+        self._live = any(run.raw_state not in FINAL_STATES for run in self._last)
+        return self._last
 
-    def _run_dirs(self) -> list[str]:
+    def _run_dirs(self) -> tuple[list[str], bool]:
+        """The run directories, and whether any folder was listed anew since last time."""
         try:
             top = os.stat(self.runs_dir).st_mtime_ns
         except OSError:
-            return []
-        if top != self._top:
+            self._dirs = []
+            return [], True
+        moved = top != self._top
+        if moved:
             self._top = top
             self._exps = [e.path for e in os.scandir(self.runs_dir)
                           if not e.name.startswith(".") and e.is_dir()]
-        dirs: list[str] = []
         for exp in self._exps:
             try:
                 mtime = os.stat(exp).st_mtime_ns
             except OSError:
+                moved = True
                 continue
             listed = self._listed.get(exp)
             if listed is None or listed[0] != mtime:
-                listed = (mtime, [e.path for e in os.scandir(exp)
-                                  if not e.name.startswith(".") and e.is_dir()])
-                self._listed[exp] = listed
-            dirs += listed[1]
-        return dirs
+                self._listed[exp] = (mtime, [e.path for e in os.scandir(exp)
+                                             if not e.name.startswith(".") and e.is_dir()])
+                moved = True
+        if moved or self._dirs is None:
+            self._dirs = [d for exp in self._exps if exp in self._listed
+                          for d in self._listed[exp][1]]
+        return self._dirs, moved
 
 
 def _mtime(path: str) -> int:

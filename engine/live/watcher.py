@@ -143,6 +143,8 @@ class Watcher:
         self._rows: dict[str, tuple] = {}  # run dir -> (Run, its RunRow)
         self._settings = False  # rows carry their run's settings (a filter asked once)
         self._run_settings: dict[str, Mapping] = {}  # run dir -> its config's settings
+        self._scanned: list | None = None  # the scanner's last answer, and whether the
+        self._rows_with_settings = False  # rows made from it carry settings
 
     # ------------------------------------------------------------ called by the UI thread
     def select_run(self, key: str | None) -> int:
@@ -197,7 +199,8 @@ class Watcher:
         self.lab.refresh(force)
         runs_dir = self.lab.runs_dir
         rows = self._read_runs(runs_dir, now, full or force)
-        changed = [(r.key, r.state, r.epoch, r.tags, r.note) for r in rows] != \
+        changed = rows is not self._last_rows and \
+            [(r.key, r.state, r.epoch, r.tags, r.note) for r in rows] != \
             [(r.key, r.state, r.epoch, r.tags, r.note) for r in self._last_rows]
         self._last_rows = rows
         with self._lock:
@@ -217,10 +220,13 @@ class Watcher:
         """Every run from its status.json alone (re-read only when it changed); a
         finished run's row is made once, a live run's every poll (its clock moves)."""
         if self._scanner is None or self._scanner.runs_dir != runs_dir:
-            self._scanner, self._rows = launch.scanner(runs_dir), {}
+            self._scanner, self._rows, self._scanned = launch.scanner(runs_dir), {}, None
+        runs, want = self._scanner.scan(full), self._settings
+        if runs is self._scanned and want == self._rows_with_settings:
+            return self._last_rows  # nothing moved: the same rows, nothing to compare
+        self._scanned, self._rows_with_settings = runs, want
         rows, kept = [], {}
-        want = self._settings
-        for run in self._scanner.scan(full):
+        for run in runs:
             old = self._rows.get(str(run.path))
             row = old[1] if old and old[0] is run and run.raw_state in rd.FINAL_STATES \
                 and (old[1].settings is not None or not want) \

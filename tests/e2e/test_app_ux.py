@@ -338,7 +338,7 @@ async def test_every_plot_keeps_a_title_that_fits(tmp_path, lab, size):
         await app_until(pilot, lambda: view.drawn is not None and not view.dirty, "the plots")
         await pilot.pause(0.3)
         screen = screen_text(app)
-        shown = [p for p in app.query(TitledPlot) if p.display]
+        shown = [p for p in view.query(TitledPlot) if p.display]
         assert shown and "k-NN" in shown[1].title
         if len(shown) == 6:  # a CPU run's memory: the process's, and its CPU use
             assert shown[5].title == "RSS peak, MiB, 150% CPU"

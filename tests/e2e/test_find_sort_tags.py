@@ -97,7 +97,8 @@ async def test_tags_and_a_note_are_kept_in_the_run_shown_and_filtered(lab, tmp_p
         await app_until(pilot, lambda: app.snapshot.row(key).note, "the note in the row")
         notes = json.loads((tmp_path / "runs/rot/20261125-110000-bbbb" / rd.NOTES).read_text())
         assert notes == {"tags": ["high", "lr"], "note": "lr 0.1 diverged early"}
-        assert "#high #lr lr 0.1 diverg…" in screen_text(app)  # cut to 24 columns
+        await app_until(pilot, lambda: "#high #lr lr 0.1 diverg…" in screen_text(app),
+                        "the tags and note in the Tags column (cut to 24 columns)")
         await pilot.press("slash", *"#high")
         await pilot.pause()
         assert table_ids(app) == ["20261125-110000-bbbb"]

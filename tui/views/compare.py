@@ -84,7 +84,10 @@ class CompareView(View):
         for row in table.ordered(list(data.rows), lambda row, col: cell_value(
                 row[data.columns.index(col)])):
             table.add_row(*row)
-        self.query_one("#compare-notes", Static).update(Text("\n".join(data.notes), style="dim"))
+        # a row's footnote (¹ not at the declared settings) first: it says what a figure
+        # is, and a short terminal cuts the last lines
+        notes = sorted(data.notes, key=lambda n: not n[:1] in "¹²³⁴⁵⁶⁷⁸⁹")
+        self.query_one("#compare-notes", Static).update(Text("\n".join(notes), style="dim"))
         draw_compare(self.query_one("#compare-plot", TitledPlot), data)
 
     @on(Table.Sorted, "#compare-table")

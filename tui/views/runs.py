@@ -185,10 +185,16 @@ class RunsView(View):
                       lambda: diff_table(Path(pair[0]), Path(pair[1])).to_rich(),
                       lambda table: self.app.push_screen(Pager(table)))
 
-    def action_tag(self) -> None:
+    def picked(self) -> RunRow | None:
+        """The run c, t and n act on: the one under the cursor of the view shown."""
         r = self.snap.row(self.app.active_view.selected_run())
         if r is None:
             self.notify("select a run in Runs (2) or Run (3) first")
+        return r
+
+    def action_tag(self) -> None:
+        r = self.picked()
+        if r is None:
             return
 
         def check(text: str) -> list[str]:
@@ -204,9 +210,8 @@ class RunsView(View):
             "filter them with #tag):", check, "baseline lr-study", " ".join(r.tags)), save)
 
     def action_note(self) -> None:
-        r = self.snap.row(self.app.active_view.selected_run())
+        r = self.picked()
         if r is None:
-            self.notify("select a run in Runs (2) or Run (3) first")
             return
 
         def save(text: str | None) -> None:
@@ -222,9 +227,8 @@ class RunsView(View):
         in_background(self, f"cannot write {r.experiment}/{r.run_id}'s notes", write, written)
 
     def action_cancel_run(self) -> None:
-        r = self.snap.row(self.app.active_view.selected_run())
+        r = self.picked()
         if r is None:
-            self.notify("select a run in Runs (2) or Run (3) first")
             return
         if r.state not in rd.LIVE_STATES:
             self.notify(f"{r.experiment}/{r.run_id} is {r.state}, not running")

@@ -150,7 +150,9 @@ PALETTE = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white
 
 
 def run_colour(key: str) -> str:
-    return PALETTE[zlib.crc32(key.encode()) % len(PALETTE)]
+    """By EXPERIMENT/RUN_ID, not the whole path: a copied or moved run keeps its colour."""
+    name = "/".join(key.rstrip("/").split("/")[-2:])
+    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
 def draw_compare(widget: TitledPlot, data: CompareData) -> None:
@@ -171,7 +173,8 @@ def draw_compare(widget: TitledPlot, data: CompareData) -> None:
             plt.plot(list(xs), [100 * y for y in ys], label=label, color=run_colour(key),
                      marker="braille")
         plt.xlabel("epoch")
-        widget.set_title(f"accuracy %, per epoch: the {len(overlay)} runs of the table")
+        n = len(overlay)
+        widget.set_title(f"accuracy %, per epoch: the table's {n} run{'s' * (n != 1)}")
     elif data.bars:
         bars = data.bars[::-1]  # plotext stacks horizontal bars upwards: baseline on top
         plt.bar([b[0] for b in bars], [100 * b[1] for b in bars], orientation="horizontal",
