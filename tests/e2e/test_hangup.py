@@ -31,6 +31,7 @@ synthetic_test = 32
 """
 
 
+@pytest.mark.timeout(900)
 async def test_killed_terminal_runs_finish_queue_moves_new_app_reattaches(tmp_path):
     cfg = write_lab(tmp_path, LAB)
     runs_dir = tmp_path / "runs"

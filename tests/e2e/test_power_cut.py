@@ -44,6 +44,7 @@ def resumed_to_the_end(cfg, run_dir):
     assert epochs == list(range(1, EPOCHS + 1))
 
 
+@pytest.mark.timeout(900)
 def test_killed_between_a_checkpoints_fsync_and_its_rename(tmp_path):
     cfg = lab(tmp_path)
     run_dir = killed_before_rename(cfg, "last.pt", 2)
@@ -60,6 +61,7 @@ def test_killed_between_a_checkpoints_fsync_and_its_rename(tmp_path):
     assert "resume: from epoch 1" in (run_dir / rd.LOG).read_text()
 
 
+@pytest.mark.timeout(900)
 def test_killed_between_status_jsons_fsync_and_its_rename(tmp_path):
     cfg = lab(tmp_path)
     run_dir = killed_before_rename(cfg, rd.STATUS, 4)
@@ -70,6 +72,7 @@ def test_killed_between_status_jsons_fsync_and_its_rename(tmp_path):
     resumed_to_the_end(cfg, run_dir)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_every_replaced_file_is_fsynced_renamed_then_its_directory_fsynced(tmp_path):
     cfg = lab(tmp_path)

@@ -138,6 +138,7 @@ time.sleep(float(sys.argv[3]))
 """
 
 
+@pytest.mark.timeout(900)
 def test_a_run_made_but_not_yet_waiting_keeps_its_place(lab):
     """Before tickets, a run counted in the queue only once it wrote waiting_for: one made
     a moment earlier but not yet asking was passed by a later one."""
@@ -154,6 +155,7 @@ def test_a_run_made_but_not_yet_waiting_keeps_its_place(lab):
     assert first_at < second_at
 
 
+@pytest.mark.timeout(900)
 def test_a_queued_run_killed_leaks_no_slot_and_shows_lost(lab):
     """A runs; B and C wait behind it; B's process is SIGKILLed while it waits. C still
     runs after A, and B is lost in `engine status`."""

@@ -155,6 +155,7 @@ def requeued_and_done(run_dir: Path, job: str) -> rd.Run:
     return rd.load_run(run_dir)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("how", ["scontrol requeue", "warning signal"])
 def test_requeue_resumes_with_every_epoch_once(lab, how):
     run_dir = launch(lab, "scratch", "epochs=4")
@@ -176,6 +177,7 @@ def test_requeue_resumes_with_every_epoch_once(lab, how):
     assert (rd.read_json(run_dir / rd.SUMMARY) or {}).get("epochs") == 4
 
 
+@pytest.mark.timeout(900)
 def test_job_killed_behind_the_apps_back_is_lost_and_resumes_as_a_job(lab):
     run_dir = launch(lab, "scratch", "epochs=4")
     wait_for(lambda: (rd.read_json(run_dir / rd.STATUS) or {}).get("epoch", 0) >= 1,
