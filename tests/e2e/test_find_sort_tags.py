@@ -181,3 +181,26 @@ def test_engine_tag_and_note_refuse_bad_input_and_where_names_typos(tmp_path):
     assert "20261125-100000-aaaa" in got.stdout
     none = engine("status", "--config", str(cfg), "--where", "acc>0.5", check=True)
     assert "no runs where acc>0.5" in none.stdout
+
+
+async def test_runs_group_by_a_setting_with_counts_best_and_folding(lab):
+    app = RotundaApp(lab, gpu=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot, app, 3)
+        await pilot.press("2", "G", *"model", "enter")  # a setting: read on demand
+        table = app.query_one("#runs-table")
+        keys = lambda: [k.value for k in table.rows]  # noqa: E731
+        await app_until(pilot, lambda: "group:resnet18" in keys(), "the resnet18 group")
+        assert keys()[0] == "group:resnet20" and keys()[2] == "group:resnet18"  # newest first
+        head = [str(c) for c in table.get_row("group:resnet18")]
+        assert head[:2] == ["▾ 2", "model=resnet18"] and "62.00%" in head
+        table.move_cursor(row=2)
+        assert app.query_one(RunsView).selected_run() is None  # a group is no run to act on
+        await pilot.press("enter")  # folds the group: its runs leave the table
+        assert [k.rsplit("/", 1)[-1] for k in keys()] == [
+            "group:resnet20", "20261125-120000-cccc", "group:resnet18"]
+        assert str(table.get_row("group:resnet18")[0]) == "▸ 2"
+        await pilot.press("enter")  # and back
+        assert len(keys()) == 5
+        await pilot.press("G", "ctrl+a", "ctrl+k", "enter")  # empty: no groups
+        assert not [k for k in keys() if k.startswith("group:")]

@@ -14,7 +14,14 @@ from textual.widgets import DataTable
 from engine.core import rundir as rd
 from engine.core.table import PCT, RATE, SECS, TEXT, fmt
 from engine.launch import cancel
-from engine.live.query import Query, keep_run
+from engine.live.query import (
+    ALIASES,
+    Query,
+    keep_run,
+    needs_settings,
+    parse,
+    run_fields,
+)
 from engine.live.snapshot import RunRow, Snapshot
 from engine.report.diff import diff_table
 from engine.report.overview import notes_text
@@ -42,6 +49,36 @@ RESUMABLE = ("lost", "cancelled", "failed", "diverged")
 
 
 MARK = "● "
+GROUP = "group:"  # a group's row key
+NONE = "(none)"
+
+
+def group_value(r: RunRow, key: str) -> str:
+    value = run_fields(r).get(key)
+    if isinstance(value, tuple):
+        value = " ".join(f"#{v}" for v in value)
+    return NONE if value is None or value == "" else f"{value:g}" \
+        if isinstance(value, float) else str(value)
+
+
+def grouped(rows: list[RunRow], key: str) -> list[tuple[str | None, list[RunRow]]]:
+    """(group value, its runs) in the order the groups first appear; one group with no
+    head when `key` is empty."""
+    if not key:
+        return [(None, rows)]
+    groups: dict[str, list] = {}
+    for r in rows:
+        groups.setdefault(group_value(r, key), []).append(r)
+    return list(groups.items())
+
+
+def group_cells(key: str, value: str, members: list[RunRow], folded: bool) -> list:
+    """A group's row: folded or not, how many runs, the value, its best accuracy."""
+    best = max((a for r in members if (a := run_fields(r)["acc"]) is not None), default=None)
+    live = sum(r.state in rd.LIVE_STATES for r in members)
+    head = Text(f"{'▸' if folded else '▾'} {len(members)}", style="bold")
+    return [head, Text(f"{key}={value}", style="bold"), f"{live} live" if live else "",
+            "", fmt(best, PCT), "", "", "", "-"]
 
 
 def run_cells(r: RunRow, marked: bool = False) -> list:
@@ -84,7 +121,8 @@ class RunsView(View):
             Binding("d", "diff", "Diff the two marked runs", show=False),
             Binding("t", "tag", "Tag the run (tags show in Runs and filter: #tag)",
                     show=False),
-            Binding("n", "note", "A note on the run", show=False))
+            Binding("n", "note", "A note on the run", show=False),
+            Binding("G", "group", "Group runs by a setting (lr, model, task...)", show=False))
     # footer hints while shown (enter has priority over the table's own hidden binding,
     # which would hide it; it does what the table's does)
     BINDINGS = [Binding("enter", "open", "Open", priority=True),
@@ -95,6 +133,8 @@ class RunsView(View):
                 Binding("n", "note", "Note", show=False)]
 
     where = Query()  # the filter box's
+    group_by = ""  # a setting or figure the runs are grouped by (G); "" none
+    collapsed: frozenset = frozenset()  # the groups folded (Enter on a group's row)
     shown: dict = {}  # run key -> the cells on screen
     columns: list = []  # the column names on screen
     marked: list = []  # run keys marked with space, oldest mark first
@@ -122,13 +162,22 @@ class RunsView(View):
         table = self.query_one("#runs-table", Table)
         rows = table.ordered([r for r in self.snap.rows if keep_run(self.where, r)],
                              lambda r, col: SORT_BY[col](r))
-        cells = {r.key: run_cells(r, r.key in self.marked) for r in rows}
+        cells = {}
+        for head, members in grouped(rows, self.group_by):
+            if head is not None:
+                key = f"{GROUP}{head}"
+                cells[key] = group_cells(self.group_by, head, members, key in self.collapsed)
+                if key in self.collapsed:
+                    continue
+            cells.update((r.key, run_cells(r, r.key in self.marked)) for r in members)
         columns = fitting_columns(list(cells.values()), self.size.width, table.sort_column)
         if structure_changed or columns != self.columns \
-                or [r.key for r in rows] != [k.value for k in table.rows]:
+                or list(cells) != [k.value for k in table.rows]:
             self.refill(table, cells, columns)
             return
         for r in rows:
+            if r.key not in cells:  # in a folded group
+                continue
             if r.state in rd.LIVE_STATES:  # only the cells whose text moved
                 old = self.shown.get(r.key, ())
                 for i, ((col, _), cell) in enumerate(zip(COLUMNS, cells[r.key])):
@@ -156,11 +205,16 @@ class RunsView(View):
         restore_cursor(self.query_one("#runs-table", DataTable), key)
 
     def selected_run(self) -> str | None:
-        return selected_key(self.query_one("#runs-table", DataTable))
+        key = selected_key(self.query_one("#runs-table", DataTable))
+        return None if key is None or key.startswith(GROUP) else key
 
     @on(DataTable.RowSelected, "#runs-table")
     def open(self) -> None:
-        key = self.selected_run()
+        key = selected_key(self.query_one("#runs-table", DataTable))
+        if key and key.startswith(GROUP):  # a group's row folds or unfolds it
+            self.collapsed = self.collapsed ^ {key}
+            self.fill(True)
+            return
         if key:
             self.app.query_one(RunView).select(key)
             self.app.show_view(RunView.ID)
@@ -191,6 +245,20 @@ class RunsView(View):
         if r is None:
             self.notify("select a run in Runs (2) or Run (3) first")
         return r
+
+    def action_group(self) -> None:
+        def got(text: str | None) -> None:
+            if text is not None:
+                self.group_by = ALIASES.get(text.strip().lower(), text.strip().lower())
+                self.collapsed = frozenset()
+                if self.group_by and needs_settings(parse(f"{self.group_by}=x")):
+                    self.app.watcher.want_settings()  # rows carry settings from the next poll
+                self.app.show_view(self.ID)
+                self.fill(True)
+        self.app.push_screen(AskText(
+            "Group runs by a setting or figure (lr, model, task, batch_size, experiment, "
+            "state, tags; empty: no groups). Enter on a group's row folds it:",
+            placeholder="lr", value=self.group_by), got)
 
     def action_tag(self) -> None:
         r = self.picked()
