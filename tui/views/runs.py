@@ -1,6 +1,6 @@
-"""2 Runs: every run, newest first (s sorts by a column), live; Enter opens one, c
-cancels, r resumes, t tags, n notes, space marks runs and d shows what differs between
-two."""
+"""2 Runs: every run, newest first (s sorts by a column, G groups by a setting), live;
+Enter opens one, c cancels, r resumes, t tags, n notes, space marks runs and d shows what
+differs between two."""
 from __future__ import annotations
 
 from pathlib import Path
