@@ -93,6 +93,10 @@ class Snapshot:
     log_lines: tuple = ()  # the selected run's new log lines...
     log_gen: int = 0  # ... read for this selection (Watcher.select_run's return)
     compare: CompareData | None = None  # the selected comparison's
+    # the workspace's runs (marked in Runs, or a comparison's), in order: their Series,
+    # and each one's settings (config.toml's) for the side panel
+    workspace: tuple = ()
+    workspace_settings: Mapping = field(default_factory=lambda: MappingProxyType({}))
     gpus: tuple[Gpu, ...] | None = None
     gpu_error: str | None = None
     # experiment -> (there, cell, where they are or what to do): published weights' files
@@ -107,6 +111,8 @@ class Snapshot:
         return not (
             not self.log_lines and not self.runs_changed and self.log_gen == other.log_gen
             and self.series is other.series and self.compare is other.compare
+            and len(self.workspace) == len(other.workspace)
+            and all(a is b for a, b in zip(self.workspace, other.workspace))
             and self.config_version == other.config_version
             and self.config_error == other.config_error and self.runs_dir == other.runs_dir
             and self.gpus == other.gpus and self.gpu_error == other.gpu_error

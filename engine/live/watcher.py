@@ -138,6 +138,8 @@ class Watcher:
         self._log_gen = 0
         self._log_tail: rd.FileTail | None = None
         self._want_compare: str | None = None
+        self._workspace: tuple[str, ...] = ()  # the run dirs the workspace overlays
+        self._ws_buffers: dict[str, SeriesBuffer] = {}
         self._reload = False
         self._full = False  # re-read finished runs' status too (after a resume)
         self._rows: dict[str, tuple] = {}  # run dir -> (Run, its RunRow)
@@ -158,6 +160,13 @@ class Watcher:
             gen = self._log_gen
         self._wake.set()
         return gen
+
+    def select_workspace(self, keys) -> None:
+        """The runs whose curves the workspace overlays (their metrics are read on from
+        where the last poll stopped, each one's own buffer)."""
+        with self._lock:
+            self._workspace = tuple(keys)
+        self._wake.set()
 
     def select_compare(self, name: str | None) -> None:
         with self._lock:
@@ -206,6 +215,7 @@ class Watcher:
         with self._lock:
             selected, gen, tail, want = (self._selected, self._log_gen, self._log_tail,
                                          self._want_compare)
+            workspace = self._workspace
             lines = tuple(b.decode("utf-8", "replace") for b in tail.read_lines()) \
                 if tail else ()
         return Snapshot(
@@ -213,6 +223,8 @@ class Watcher:
             config_version=self.lab.version, runs_dir=runs_dir, rows=rows,
             runs_changed=changed, series=self._series(selected),
             log_lines=lines, log_gen=gen, compare=self._compare_for(want, changed, runs_dir),
+            workspace=self._workspace_series(workspace),
+            workspace_settings=MappingProxyType({k: self._settings_of(k) for k in workspace}),
             gpus=self.gpu.read(), gpu_error=self.gpu.error,
             weights=MappingProxyType(weights_states(self.lab.config)))
 
@@ -243,6 +255,12 @@ class Watcher:
             if got:
                 self._run_settings[key] = got
         return got
+
+    def _workspace_series(self, keys: tuple[str, ...]) -> tuple[Series, ...]:
+        self._ws_buffers = {k: self._ws_buffers.get(k) or SeriesBuffer(k) for k in keys}
+        for b in self._ws_buffers.values():
+            b.read()
+        return tuple(self._ws_buffers[k].frozen() for k in keys)
 
     def _series(self, key: str | None) -> Series | None:
         """The selected run's curves: its metrics.jsonl read on from where the last poll

@@ -77,7 +77,7 @@ def fixed_lab(tmp_path):
 
 
 VIEWS = {"experiments": [], "runs": ["2"], "run": ["2", "enter"], "compare": ["4"],
-         "gallery": ["2", "down", "g"]}
+         "gallery": ["2", "down", "g"], "workspace": ["4", "w"]}
 SIZES = [(80, 24), (100, 30), (120, 40), (200, 50)]
 
 
@@ -118,6 +118,9 @@ def test_main_views(snap_compare, fixed_lab, monkeypatch, view, size):
         await app_until(pilot, lambda: view != "run" or (  # they come in a later poll
             run.query_one("#run-log").lines and run.drawn is not None and not run.dirty),
             "the run's log and curves")
+        ws = app.query_one("#workspace")
+        await app_until(pilot, lambda: view != "workspace" or (
+            ws.keys and len(ws.series()) == len(ws.keys)), "the workspace's curves")
         await pilot.pause(0.5)
 
     assert snap_compare(app, terminal_size=size, run_before=settle)

@@ -4,7 +4,10 @@ from tui.views.compare import CompareView
 from tui.views.experiments import ExperimentsView
 from tui.views.run import RunView
 from tui.views.runs import RunsView
+from tui.views.workspace import WorkspaceView
 
-VIEWS: tuple[type[View], ...] = (ExperimentsView, RunsView, RunView, CompareView)
+VIEWS: tuple[type[View], ...] = (ExperimentsView, RunsView, RunView, CompareView,
+                                 WorkspaceView)
 
-__all__ = ["VIEWS", "CompareView", "ExperimentsView", "RunView", "RunsView", "View"]
+__all__ = ["VIEWS", "CompareView", "ExperimentsView", "RunView", "RunsView", "View",
+           "WorkspaceView"]

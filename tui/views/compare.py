@@ -25,7 +25,8 @@ class CompareView(View):
             Binding("right_square_bracket", "switch(1)", "Next comparison",
                     key_display="]", show=False))
     BINDINGS = [Binding("left_square_bracket", "switch(-1)", "Prev", key_display="["),
-                Binding("right_square_bracket", "switch(1)", "Next", key_display="]")]
+                Binding("right_square_bracket", "switch(1)", "Next", key_display="]"),
+                Binding("w", "workspace", "Workspace")]
 
     index = 0  # into table_names(config), modulo their number
     shown: CompareData | None = None
@@ -89,6 +90,15 @@ class CompareView(View):
         notes = sorted(data.notes, key=lambda n: not n[:1] in "¹²³⁴⁵⁶⁷⁸⁹")
         self.query_one("#compare-notes", Static).update(Text("\n".join(notes), style="dim"))
         draw_compare(self.query_one("#compare-plot", TitledPlot), data)
+
+    def action_workspace(self) -> None:
+        """The comparison's runs into the workspace, to overlay and inspect."""
+        keys = [r[1] for r in (self.shown.runs if self.shown else ())]
+        if not keys:
+            self.notify("this comparison has no runs yet")
+            return
+        self.app.query_one("#workspace").take(keys)
+        self.app.show_view("workspace")
 
     @on(Table.Sorted, "#compare-table")
     def resort(self) -> None:

@@ -116,8 +116,9 @@ class RunsView(View):
     ID, TAB, KEY, FOCUS = "runs", "Runs", "2", "#runs-table"
     KEYS = (Binding("c", "cancel_run", "Cancel run", show=False),
             Binding("r", "resume_run", "Resume run", show=False),
-            Binding("space", "mark", "Mark a run (two marked: d shows their diff)",
+            Binding("space", "mark", "Mark a run (d diffs the last two, w overlays them all)",
                     show=False),
+            Binding("w", "workspace", "Overlay the marked runs in the workspace", show=False),
             Binding("d", "diff", "Diff the two marked runs", show=False),
             Binding("t", "tag", "Tag the run (tags show in Runs and filter: #tag)",
                     show=False),
@@ -225,11 +226,20 @@ class RunsView(View):
             return
         # a new list: the class attribute is shared until the first mark
         self.marked = [k for k in self.marked if k != key] if key in self.marked else \
-            [*self.marked, key][-2:]
+            [*self.marked, key]
         self.fill(True)
 
+    def action_workspace(self) -> None:
+        """The marked runs (else the one under the cursor) into the workspace."""
+        keys = [k for k in self.marked if self.snap.row(k)] or [self.selected_run()]
+        if keys == [None]:
+            self.notify("mark runs with space first (or put the cursor on one)")
+            return
+        self.app.query_one("#workspace").take(keys)
+        self.app.show_view("workspace")
+
     def action_diff(self) -> None:
-        pair = self.marked if len(self.marked) == 2 else (
+        pair = self.marked[-2:] if len(self.marked) >= 2 else (
             [*self.marked, self.selected_run()] if len(self.marked) == 1 else [])
         if len(pair) != 2 or None in pair or pair[0] == pair[1]:
             self.notify("mark two runs with space (or one, and put the cursor on the other), "
