@@ -54,3 +54,20 @@ def test_notes_are_written_whole_and_a_poller_sees_a_finished_runs_new_tags(tmp_
     assert rd.tag_error("ok-tag_1.2") is None and "not a tag" in rd.tag_error("two words")
     (d / rd.NOTES).write_text("{torn")  # a torn notes.json: no tags, no crash
     assert rd.load_run(d).tags == ()
+
+
+def test_an_idle_lab_costs_a_poller_no_walk_and_a_new_run_is_seen(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "e", "20261125-100000-aaaa")
+    scanner = rd.RunScanner(runs)
+    first = scanner.scan()
+    assert scanner.scan() is first  # nothing moved: the same list, no status read
+    write_run(runs, "e", "20261125-110000-bbbb", "running")
+    second = scanner.scan()
+    assert [r.run_id for r in second] == ["20261125-110000-bbbb", "20261125-100000-aaaa"]
+    assert scanner.scan() is not second  # a live run is read again every poll
+    rd.update_status(runs / "e" / "20261125-110000-bbbb", state="done")
+    assert [r.raw_state for r in scanner.scan()] == ["done", "done"]
+    idle = scanner.scan()
+    assert scanner.scan() is idle
+    assert scanner.scan(full=True) is not idle  # a recheck of the finished runs
