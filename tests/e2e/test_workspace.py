@@ -18,6 +18,17 @@ def test_smoothing_is_tensorboards_debiased_ema():
     assert a[0] == 0.0 and abs(a[1] - 5 / 0.75) < 1e-12
 
 
+def test_x_is_the_epoch_the_step_or_the_runs_own_minutes():
+    from engine.live.snapshot import Series
+    s = Series("k", 1, ({"epoch": 1, "test_acc": 0.1, "epoch_s": 60.0},
+                        {"epoch": 2, "test_acc": 0.2, "epoch_s": 120.0}),
+               (5, 10, 15, 20), (2.0, 1.5, 1.2, 1.0), (0.0,) * 4)
+    assert metric_points(s, "test_acc", "step", 10) == ([10, 20], [0.1, 0.2])
+    assert metric_points(s, "test_acc", "wall", 10) == ([1.0, 3.0], [0.1, 0.2])
+    assert metric_points(s, "step_loss", "epoch", 10)[0] == [0.5, 1.0, 1.5, 2.0]
+    assert metric_points(s, "step_loss", "wall", 10)[0] == [0.5, 1.0, 2.0, 3.0]
+
+
 async def test_marked_runs_overlay_with_their_colours_and_differing_settings(lab, tmp_path):  # noqa: F811
     app = RotundaApp(lab, gpu=False)
     runs = tmp_path / "runs"
@@ -47,7 +58,7 @@ async def test_marked_runs_overlay_with_their_colours_and_differing_settings(lab
         await pilot.press("a")  # every setting
         assert "model = 'resnet18'" in screen_text(app)
         await pilot.press("y", "x", "tilde", "p")
-        assert ws.log_y and ws.x_axis == "wall" and ws.smoothing == 0.6 and ws.pinned
+        assert ws.log_y and ws.x_axis == "step" and ws.smoothing == 0.6 and ws.pinned
         assert "test acc %, log" in screen_text(app)
         await pilot.press("f")  # the first plot alone
         assert [p.display for p in app.query("#ws-plots TitledPlot")] == [

@@ -22,7 +22,8 @@ from tui.widgets.table import Table
 
 DEFAULT_METRICS = ("test_acc", "train_acc", "test_loss", "train_loss")
 SMOOTHING = (0.0, 0.6, 0.8, 0.9, 0.95)  # ~ steps through these (TensorBoard's slider)
-X_AXES = ("epoch", "wall")  # x: epochs, or minutes of the run's own time
+X_AXES = ("epoch", "step", "wall")  # x: epochs, optimiser steps, or the run's own minutes
+STEP_LOSS = "step_loss"  # the step records' loss (every log_every steps), not an epoch's
 NOT_PLOTTED = {"epoch", "kind", "time"}
 SMALL_H = 30  # below this many rows the workspace draws two plots, larger
 
@@ -40,14 +41,25 @@ def smoothed(ys: list[float], weight: float) -> list[float]:
     return out
 
 
-def metric_points(s: Series, metric: str, x_axis: str) -> tuple[list, list]:
-    """(x, y) of one epoch metric: x is the epoch, or the run's own minutes (the sum of
-    its epochs' times)."""
+def metric_points(s: Series, metric: str, x_axis: str, steps: int | None = None
+                  ) -> tuple[list, list]:
+    """(x, y) of one epoch metric (or the step loss): x is the epoch, the optimiser step
+    (epochs times `steps` a epoch), or the run's own minutes (the sum of its epochs'
+    times, spread evenly over each epoch's steps for the step loss)."""
+    steps = steps or 1
+    if metric == STEP_LOSS:
+        per = {m["epoch"]: m.get("epoch_s") or 0.0 for m in s.epochs}
+        start = {e: sum(t for k, t in per.items() if k < e) for e in per}
+        def at(step):
+            e = math.ceil(step / steps)
+            return {"step": step, "epoch": step / steps}.get(
+                x_axis, (start.get(e, 0.0) + per.get(e, 0.0) * (step / steps - e + 1)) / 60)
+        return [at(x) for x in s.step_x], list(s.step_loss)
     xs, ys, wall = [], [], 0.0
     for m in s.epochs:
         wall += m.get("epoch_s") or 0.0
         if m.get(metric) is not None:
-            xs.append(m["epoch"] if x_axis == "epoch" else wall / 60)
+            xs.append({"epoch": m["epoch"], "step": m["epoch"] * steps}.get(x_axis, wall / 60))
             ys.append(m[metric])
     return xs, ys
 
@@ -55,6 +67,8 @@ def metric_points(s: Series, metric: str, x_axis: str) -> tuple[list, list]:
 def logged_metrics(series: tuple) -> list[str]:
     """Every numeric epoch metric any of the runs logged, in first-seen order."""
     seen: dict[str, None] = {}
+    if any(s.step_x for s in series):
+        seen[STEP_LOSS] = None
     for s in series:
         for m in s.epochs:
             for k, v in m.items():
@@ -73,7 +87,7 @@ def differing(settings: dict) -> set[str]:
 class WorkspaceView(View):
     ID, TAB, KEY, FOCUS = "workspace", "Workspace", "5", "#ws-runs"
     BINDINGS = [Binding("m", "metrics", "Metrics"), Binding("y", "log_y", "Log y"),
-                Binding("x", "x_axis", "x: epoch/wall"),
+                Binding("x", "x_axis", "x: epoch/step/wall"),
                 Binding("tilde", "smooth", "Smooth", key_display="~"),
                 Binding("p", "pin", "Pin"), Binding("f", "full", "Full screen"),
                 Binding("a", "all_settings", "All settings", show=False),
@@ -164,7 +178,8 @@ class WorkspaceView(View):
         scale = 100 if metric.endswith("acc") else 1
         values = []
         for s in series:
-            xs, ys = metric_points(s, metric, self.x_axis)
+            r = self.snap.row(s.key)
+            xs, ys = metric_points(s, metric, self.x_axis, r.steps if r else None)
             ys = smoothed([scale * y for y in ys], self.smoothing)
             if self.log_y:
                 xs, ys = zip(*[(x, y) for x, y in zip(xs, ys) if y > 0]) if any(
@@ -176,7 +191,7 @@ class WorkspaceView(View):
         if self.log_y and values:
             ticks = log_ticks(min(values), max(values))
             plt.yticks([math.log10(t) for t in ticks], [f"{t:.3g}" for t in ticks])
-        plt.xlabel("epoch" if self.x_axis == "epoch" else "minutes")
+        plt.xlabel("minutes" if self.x_axis == "wall" else self.x_axis)
         plot.set_title(f"{metric.replace('_', ' ')}{' %' if scale == 100 else ''}"
                        f"{', log' if self.log_y else ''}")
 
