@@ -151,7 +151,16 @@ def requeued_and_done(run_dir: Path, job: str) -> rd.Run:
     wait_for(lambda: job_state(job).startswith("PENDING"), "the job to be pending again")
     assert rd.load_run(run_dir).raw_state == "queued"  # it stopped for the requeue
     slurm("scontrol", "update", f"JobId={job}", "StartTime=now")
-    wait_for(lambda: rd.load_run(run_dir).raw_state in rd.FINAL_STATES, "the run to end")
+
+    def ended() -> bool:
+        if "BeginTime" in job_state(job):  # held again: the update raced the requeue's own
+            slurm("scontrol", "update", f"JobId={job}", "StartTime=now")
+        return rd.load_run(run_dir).raw_state in rd.FINAL_STATES
+    try:
+        wait_for(ended, "the run to end", interval=1.0)
+    except AssertionError as exc:  # say what Slurm made of the job, for the next diagnosis
+        raise AssertionError(f"{exc}; squeue: {job_state(job)!r}; "
+                             f"{slurm('scontrol', 'show', 'job', job)}") from None
     return rd.load_run(run_dir)
 
 
