@@ -78,6 +78,7 @@ async def test_launch_watch_done_and_compare(fast_config):
         assert (reports / "figures" / "side.csv").read_text().startswith("Experiment,")
 
 
+@pytest.mark.timeout(900)  # two real runs one after another: room on a loaded machine
 async def test_runs_survive_the_app_and_it_reattaches(fast_config):
     app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
