@@ -128,10 +128,9 @@ class WorkspaceView(View):
         self.redraw()
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
-        if snap.workspace is not before.workspace and (
-                len(snap.workspace) != len(before.workspace)
-                or any(a is not b for a, b in zip(snap.workspace, before.workspace))
-                or snap.rows is not before.rows):
+        moved = len(snap.workspace) != len(before.workspace) or any(
+            a is not b for a, b in zip(snap.workspace, before.workspace))
+        if moved or snap.rows is not before.rows:
             self.redraw()
 
     def series(self) -> list[Series]:
