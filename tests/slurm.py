@@ -74,6 +74,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# a requeued job waits cred_expire+1 s before it may start again (the default 120 s would
+# hold each requeue test two minutes); slurmd refuses a restart inside that window
+AuthInfo=cred_expire=15
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
 SlurmctldPidFile={root}/slurmctld.pid
