@@ -4,15 +4,16 @@ test assertion.
 Builds N runs x E epochs x S step records in a temporary folder (K of them running: a
 writer process keeps appending to their metrics and status, as training does), then
 measures, each in a fresh process:
-  - app: seconds from start until its runs table holds every run (headless, 120x40;
-    the median of --repeat starts),
+  - app: seconds from start until its runs table holds every run (headless, 120x40):
+    the first start, which finds no runs/.index.json and writes it, and the median of
+    --repeat starts after it,
   - app: CPU share while idle, in a real pseudo-terminal at 120x40 (nothing changing
     except the running runs' tails), after 8 s to settle,
   - app: peak memory (RSS), the larger of the two app processes',
-  - `python -m engine status` wall time (plain text, piped).
+  - `python -m engine status` wall time (plain text, piped), without an index and with.
 
-Usage: python bench/app_scale.py [--runs 1000] [--epochs 30] [--steps 100] [--running 0]
-       [--idle 10] [--keep DIR]
+Usage: python bench/app_scale.py [--runs 1000[,10000]] [--epochs 30] [--steps 100]
+       [--running 0] [--idle 10] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.core import rundir as rd  # noqa: E402
+from engine.core.index import FILE  # noqa: E402
 from engine.launch.local import hostname, process_start_time  # noqa: E402
 
 CONFIG = """
@@ -183,60 +185,94 @@ def in_terminal(root: Path, idle: float, settle: float = 8.0) -> tuple[float, fl
 
 def measure(root: Path, n: int, idle: float, repeat: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    firsts = []
-    for _ in range(repeat):
+    (root / "runs" / FILE).unlink(missing_ok=True)  # the first start builds the index
+
+    def status() -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "engine", "status", "--runs-dir",
+                        str(root / "runs")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                       check=True)
+        return time.perf_counter() - t0
+    firsts, rss = [], 0.0
+    for _ in range(repeat + 1):
         out = subprocess.run([sys.executable, "-c", APP_PROBE, str(root / "experiments.toml"),
                               str(n), "0"], cwd=ROOT, env=env, capture_output=True,
                              text=True, check=True).stdout.split()
         firsts.append(float(out[0]))
-    share, rss = in_terminal(root, idle)
+        rss = max(rss, float(out[2]))
+    share, term_rss = in_terminal(root, idle)
+    (root / "runs" / FILE).unlink(missing_ok=True)
+    status_cold = status()
+    status_warm = statistics.median(status() for _ in range(repeat))
+    return {"first_screen_cold_s": firsts[0], "first_screen_s": statistics.median(firsts[1:]),
+            "idle_cpu_share": share, "peak_rss_mb": max(rss, term_rss),
+            "engine_status_cold_s": status_cold, "engine_status_s": status_warm}
+
+
+ROWS = (("first_screen_cold_s", "app: first screen, runs table filled (no index yet)", "s"),
+        ("first_screen_s", "app: first screen, runs table filled", "s"),
+        ("idle_cpu_share", "app: CPU share while idle", "%"),
+        ("peak_rss_mb", "app: peak memory (RSS)", "MB"),
+        ("engine_status_cold_s", "python -m engine status (no index yet)", "s"),
+        ("engine_status_s", "python -m engine status", "s"))
+
+
+def lab(root: Path, n: int, epochs: int, steps: int) -> tuple[float, float]:
+    """The lab of n runs in root, built unless it is there already (--keep): (seconds to
+    build, MB of runs)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "engine", "status", "--runs-dir", str(root / "runs")],
-                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=True)
-    status_s = time.perf_counter() - t0
-    return {"first_screen_s": statistics.median(firsts), "idle_cpu_share": share,
-            "peak_rss_mb": max(rss, float(out[2])), "engine_status_s": status_s}
+    if not (root / "experiments.toml").is_file():
+        build(root, n, epochs, steps)
+    size = sum(f.stat().st_size for f in (root / "runs").rglob("*") if f.is_file())
+    return time.perf_counter() - t0, size / 2**20
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, default=1000)
+    p.add_argument("--runs", default="1000", help="runs in the lab; several, comma-separated "
+                   "(1000,10000), are measured one after the other into one table")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--running", type=int, default=0, help="runs kept running (tails growing)")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
     p.add_argument("--repeat", type=int, default=3, help="first-screen runs (median)")
-    p.add_argument("--keep", metavar="DIR", help="build the folder here and keep it")
+    p.add_argument("--keep", metavar="DIR", help="build the labs in DIR/N and keep them "
+                   "(a lab already there is used as it is)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rotunda-scale-"))
-    writer = None
+    sizes = [int(v) for v in args.runs.split(",")]
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rotunda-scale-"))
+    results = []
     try:
-        t0 = time.perf_counter()
-        dirs = build(root, args.runs, args.epochs, args.steps)
-        built = time.perf_counter() - t0
-        size = sum(f.stat().st_size for f in (root / "runs").rglob("*") if f.is_file())
-        writer = make_running(dirs[-args.running:] if args.running else [])
-        result = {"runs": args.runs, "epochs": args.epochs, "steps_per_epoch": args.steps,
-                  "running": args.running, "runs_mb": size / 2**20, "build_s": built,
-                  **measure(root, args.runs, args.idle, args.repeat)}
+        for n in sizes:
+            root = base / str(n)
+            root.mkdir(parents=True, exist_ok=True)
+            built, mb = lab(root, n, args.epochs, args.steps)
+            dirs = sorted((root / "runs").glob("*/*"), key=lambda d: d.name)
+            writer = make_running(dirs[-args.running:] if args.running else [])
+            try:
+                results.append({"runs": n, "epochs": args.epochs, "steps_per_epoch": args.steps,
+                                "running": args.running, "runs_mb": mb, "build_s": built,
+                                **measure(root, n, args.idle, args.repeat)})
+            finally:
+                if writer is not None:
+                    writer.kill()
+                    writer.wait()
+                    for d in dirs[-args.running:]:  # finished again, for the next use
+                        rd.update_status(d, state="done", pid=1)
     finally:
-        if writer is not None:
-            writer.kill()
-            writer.wait()
         if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{result['runs']} runs x {result['epochs']} epochs x {result['steps_per_epoch']} "
-              f"steps ({result['runs_mb']:.0f} MB of runs), {result['running']} running")
-        for key, label, unit in (("first_screen_s", "app: first screen with the runs table filled", "s"),
-                                 ("idle_cpu_share", "app: CPU share while idle", "%"),
-                                 ("peak_rss_mb", "app: peak memory (RSS)", "MB"),
-                                 ("engine_status_s", "python -m engine status", "s")):
-            v = result[key] * (100 if unit == "%" else 1)
-            print(f"| {label} | {v:.2f} {unit} |")
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"runs x {args.epochs} epochs x {args.steps} steps, {args.running} running")
+    print("| figure | " + " | ".join(f"{r['runs']:,} runs ({r['runs_mb']:.0f} MB)"
+                                    for r in results) + " |")
+    print("| --- |" + " ---: |" * len(results))
+    for key, label, unit in ROWS:
+        print(f"| {label} | " + " | ".join(
+            f"{r[key] * (100 if unit == '%' else 1):.2f} {unit}" for r in results) + " |")
     return 0
 
 

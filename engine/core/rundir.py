@@ -29,6 +29,7 @@ from engine.core.files import (  # noqa: F401  the run directory's file API, as 
     remove_temporaries,
     written_by,
 )
+from engine.core.index import RunIndex, signature
 from engine.core.tomlfile import dump_toml, toml_value  # noqa: F401  (rd.dump_toml)
 
 if sys.version_info >= (3, 11):
@@ -219,9 +220,33 @@ def _run_dirs(runs_dir: Path, experiment: str | None = None):
 def list_runs(runs_dir: Path, experiment: str | None = None,
               alive: Callable | None = None) -> list[Run]:
     """All runs (of one experiment, sweep or ablation if named), newest first."""
-    out = [run for d in _run_dirs(Path(runs_dir), experiment) if (run := load_run(d, alive))]
+    index = RunIndex.open(runs_dir)
+    dirs = [str(d) for d in _run_dirs(Path(runs_dir), experiment)]
+    out = [run for d in dirs if (run := load_indexed(d, index, alive))]
+    if experiment is None:
+        index.keep_only(index.key(d) for d in dirs)
+    index.save()
     out.sort(key=newest_first_key, reverse=True)
     return out
+
+
+def load_indexed(d: str, index: RunIndex, alive: Callable | None = None,
+                 sig: tuple | None = None) -> Run | None:
+    """load_run, from the index while the run's files are as it saw them (`sig`, their
+    signature, when the caller has it); a finished run read from its files is added."""
+    sig = sig or signature(d, STATUS, NOTES)
+    if sig is None:
+        return None
+    path = Path(d)
+    got = index.get(index.key(d), sig)
+    if got is not None:
+        return Run(path=path, experiment=path.parent.name, run_id=path.name, status=got[0],
+                   summary=got[1], notes=got[2], alive=alive)
+    run = load_run(path, alive)  # the signature was taken first: a rewrite since is seen
+    if run is not None and run.raw_state in FINAL_STATES \
+            and (run.raw_state != "done" or run.summary is not None):
+        index.put(index.key(d), sig, run.status, run.summary, run.notes)
+    return run
 
 
 def newest_first_key(run: "Run") -> tuple:
@@ -253,6 +278,7 @@ class RunScanner:
         self._order: list[str] | None = None  # the run dirs newest first, as last sorted
         self._last: list[Run] | None = None  # the last scan's answer
         self._live = False  # whether it held a run not finished
+        self._index = RunIndex.open(self.runs_dir)
 
     def scan(self, full: bool = False) -> list[Run]:
         """Every run, newest first. With no run live, no folder listed anew and no
@@ -264,23 +290,29 @@ class RunScanner:
         dirs, moved = self._run_dirs()
         if not (full or moved or self._live) and self._last is not None:
             return self._last
-        pairs, cache = [], {}
+        pairs, cache, fresh = [], {}, moved
         for d in dirs if moved or self._order is None else self._order:
             cached = self._cache.get(d)
             if cached and not full and cached[1].raw_state in FINAL_STATES:
                 cache[d] = cached
                 pairs.append((d, cached[1]))
                 continue
-            try:
-                st = os.stat(os.path.join(d, STATUS))
-            except OSError:
+            sig = signature(d, STATUS, NOTES)
+            if sig is None:
+                fresh = fresh or cached is not None  # its status.json went
                 continue
-            sig = (st.st_mtime_ns, st.st_size, _mtime(os.path.join(d, NOTES)))
-            run = cached[1] if cached and cached[0] == sig else load_run(Path(d), self.alive)
+            run = cached[1] if cached and cached[0] == sig else \
+                load_indexed(d, self._index, self.alive, sig)
+            fresh = fresh or cached is None or run is not cached[1]
             if run is not None:
                 cache[d] = (sig, run)
                 pairs.append((d, run))
         self._cache = cache
+        if moved:
+            self._index.keep_only(self._index.key(d) for d in dirs)
+        self._index.save()
+        if not (fresh or self._live) and self._last is not None:
+            return self._last  # a recheck that found every finished run as it was
         if moved or self._order is None:  # a run's place never changes once it is listed
             pairs.sort(key=lambda p: newest_first_key(p[1]), reverse=True)
             self._order = [d for d, _ in pairs]
@@ -315,13 +347,6 @@ class RunScanner:
             self._dirs = [d for exp in self._exps if exp in self._listed
                           for d in self._listed[exp][1]]
         return self._dirs, moved
-
-
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
 
 
 def read_config(run_dir: Path) -> dict:

@@ -70,4 +70,6 @@ def test_an_idle_lab_costs_a_poller_no_walk_and_a_new_run_is_seen(tmp_path):
     assert [r.raw_state for r in scanner.scan()] == ["done", "done"]
     idle = scanner.scan()
     assert scanner.scan() is idle
-    assert scanner.scan(full=True) is not idle  # a recheck of the finished runs
+    assert scanner.scan(full=True) is idle  # a recheck that found them as they were
+    rd.write_notes(runs / "e" / "20261125-100000-aaaa", add=("x",))
+    assert scanner.scan(full=True)[1].tags == ("x",)  # one that found a change
