@@ -94,14 +94,20 @@ def run_cells(r: RunRow, marked: bool = False) -> list:
     return [state, *(fmt(v, f) for v, (_, f) in zip(values, COLUMNS[1:]))]
 
 
-def fitting_columns(cells: list[list], width: int, sorted_by: str | None = None) -> list[str]:
-    """The columns to show in `width`: every one if they fit, else without the least
-    useful; names and run ids are never cut (the table scrolls instead)."""
-    need = {name: max([len(name) + 2 * (name == sorted_by),  # its sort arrow
-                       *(len(str(c[i])) for c in cells)]) + 2
+def widths(cells: list) -> tuple[int, ...]:
+    return tuple(len(str(c)) for c in cells)
+
+
+def fitting_columns(sizes: list[tuple[int, ...]], width: int,
+                    sorted_by: str | None = None) -> list[str]:
+    """The columns to show in `width`, given each row's cell widths: every one if they
+    fit, else without the least useful; names and run ids are never cut (the table
+    scrolls instead)."""
+    most = [max(col, default=0) for col in zip(*sizes)] or [0] * len(COLUMNS)
+    need = {name: max(len(name) + 2 * (name == sorted_by), most[i]) + 2  # its sort arrow
             for i, (name, _) in enumerate(COLUMNS)}
     shown = [name for name, _ in COLUMNS]
-    if not any(c[-1] != "-" for c in cells):  # a Tags column only once a run has some
+    if most[-1] <= 1:  # a Tags column only once a run has some ("-" is one wide)
         shown.remove("Tags")
     for name in DROP_FIRST:
         if name not in shown:
@@ -137,6 +143,7 @@ class RunsView(View):
     group_by = ""  # a setting or figure the runs are grouped by (G); "" none
     collapsed: frozenset = frozenset()  # the groups folded (Enter on a group's row)
     shown: dict = {}  # run key -> the cells on screen
+    made: dict = {}  # run key -> (its RunRow, marked, its cells, their widths)
     columns: list = []  # the column names on screen
     marked: list = []  # run keys marked with space, oldest mark first
 
@@ -163,15 +170,24 @@ class RunsView(View):
         table = self.query_one("#runs-table", Table)
         rows = table.ordered([r for r in self.snap.rows if keep_run(self.where, r)],
                              lambda r, col: SORT_BY[col](r))
-        cells = {}
+        cells, sizes, made, marked = {}, [], {}, set(self.marked)
         for head, members in grouped(rows, self.group_by):
             if head is not None:
                 key = f"{GROUP}{head}"
                 cells[key] = group_cells(self.group_by, head, members, key in self.collapsed)
+                sizes.append(widths(cells[key]))
                 if key in self.collapsed:
                     continue
-            cells.update((r.key, run_cells(r, r.key in self.marked)) for r in members)
-        columns = fitting_columns(list(cells.values()), self.size.width, table.sort_column)
+            for r in members:  # a finished run's row is the same object poll after poll
+                got = self.made.get(r.key)
+                if got is None or got[0] is not r or got[1] != (r.key in marked):
+                    row = run_cells(r, r.key in marked)
+                    got = (r, r.key in marked, row, widths(row))
+                made[r.key] = got
+                cells[r.key] = got[2]
+                sizes.append(got[3])
+        self.made = made
+        columns = fitting_columns(sizes, self.size.width, table.sort_column)
         if structure_changed or columns != self.columns \
                 or list(cells) != [k.value for k in table.rows]:
             self.refill(table, cells, columns)
