@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from engine.core import rundir as rd
-from engine.core.table import duration
 
 MIN_RECORDS = 6  # step records below which no fit is tried at all
 ENOUGH_RECORDS, ENOUGH_EPOCHS = 20, 3  # a live forecast once either is reached
@@ -311,33 +310,3 @@ def summary(run_dir: Path, steps_per_epoch: int) -> dict | None:
         return out
     except (ValueError, ArithmeticError, ImportError):
         return None
-
-
-def fitted_points(fc: dict, first: float, last: float, n: int = 60) -> tuple[tuple, tuple]:
-    """The forecast's curve sampled from step `first` to `last`, for plots."""
-    if not fc or last <= first:
-        return (), ()
-    fit = LossFit(fc["b0"], fc["b1"], fc["b2"], 0.0, 0.0, 0, 0)
-    xs = np.linspace(first, last, n)
-    return tuple(float(x) for x in xs), tuple(float(y) for y in fit.loss_at(xs))
-
-
-def headline(fc: dict | None, epochs: int) -> str | None:
-    """One line for the app and `engine status`: "target 78% ~ epoch 23, 14m" or "target
-    78% not reached in 30 epochs", and the predicted final loss."""
-    if not fc:
-        return None
-    text = f"forecast: final loss {fc['final_loss']:.3g}"
-    t = fc.get("target")
-    if t:
-        pct = f"{100 * t['value']:g}%"
-        if fc.get("reached_epoch"):
-            text += f"; target {pct} reached at epoch {fc['reached_epoch']}"
-        elif fc.get("eta_epoch"):
-            secs = f", {duration(fc['eta_s'])}" if fc.get("eta_s") else ""
-            text += f"; target {pct} ~ epoch {fc['eta_epoch']}{secs}"
-        elif fc.get("target_loss") is None:
-            text += f"; target {pct}: no loss maps to it yet"
-        else:
-            text += f"; target {pct} not reached in {epochs} epochs"
-    return text

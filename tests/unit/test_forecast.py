@@ -7,6 +7,7 @@ import pytest
 
 from engine.core import rundir as rd
 from engine.perf import forecast as fc
+from engine.perf.shown import fitted_points, headline
 
 B = (0.002, 0.5, 0.3)  # b0, b1, b2
 
@@ -109,7 +110,7 @@ def test_live_forecast_from_half_a_run_names_the_epoch_the_curve_reaches(tmp_pat
     assert got["eta_s"] == pytest.approx(10.0 * got["eta_epoch"])
     assert got["final_loss"] == pytest.approx(float(curve(39.5 * 20, b)), rel=0.02)
     assert got["reached_epoch"] is None and got["extrapolated"]
-    assert fc.headline(got, 40).endswith(f"target 75% ~ epoch {got['eta_epoch']}, "
+    assert headline(got, 40).endswith(f"target 75% ~ epoch {got['eta_epoch']}, "
                                          f"{got['eta_epoch'] * 10 // 60}m"
                                          f"{got['eta_epoch'] * 10 % 60:02d}s")
 
@@ -118,7 +119,7 @@ def test_a_target_past_the_runs_epochs_is_not_reached(tmp_path):
     status = synthetic_run(tmp_path / "r", epochs=12, done=6)
     got = fc.live(tmp_path / "r", status)
     assert got["eta_epoch"] is None and got["target_loss"] is not None
-    assert fc.headline(got, 12).endswith("target 75% not reached in 12 epochs")
+    assert headline(got, 12).endswith("target 75% not reached in 12 epochs")
 
 
 def test_no_forecast_until_enough_is_logged_and_none_without_a_target(tmp_path):
@@ -127,7 +128,7 @@ def test_no_forecast_until_enough_is_logged_and_none_without_a_target(tmp_path):
     status = synthetic_run(tmp_path / "free", epochs=10, done=4, target=None)
     got = fc.live(tmp_path / "free", status)
     assert got["target"] is None and got["eta_epoch"] is None
-    assert fc.headline(got, 10) == f"forecast: final loss {got['final_loss']:.3g}"
+    assert headline(got, 10) == f"forecast: final loss {got['final_loss']:.3g}"
 
 
 def test_summary_holds_the_forecasts_at_25_and_50_percent_against_the_outcome(tmp_path):
@@ -143,10 +144,10 @@ def test_summary_holds_the_forecasts_at_25_and_50_percent_against_the_outcome(tm
 
 
 def test_fitted_points_span_the_run():
-    xs, ys = fc.fitted_points({"b0": B[0], "b1": B[1], "b2": B[2]}, 1, 800, n=5)
+    xs, ys = fitted_points({"b0": B[0], "b1": B[1], "b2": B[2]}, 1, 800, n=5)
     assert xs[0] == 1 and xs[-1] == 800 and len(ys) == 5
     assert ys[-1] == pytest.approx(float(curve(800)))
-    assert fc.fitted_points({}, 1, 800) == ((), ())
+    assert fitted_points({}, 1, 800) == ((), ())
 
 
 def test_the_trainers_refit_reads_only_new_lines_and_keeps_to_its_time_budget(tmp_path):

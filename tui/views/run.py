@@ -13,7 +13,7 @@ from textual.widgets import Input, Static
 
 from engine.core.table import DPCT, PCT, RATE, SECS, fmt
 from engine.live.snapshot import RunRow, Series, Snapshot
-from engine.perf.forecast import fitted_points, headline
+from engine.perf.shown import fitted_points, headline
 from engine.report.export import plot_runs
 from tui.screens import Gallery
 from tui.views.base import Export, View, state_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -95,19 +96,23 @@ def run_cells(r: RunRow, marked: bool = False) -> list:
 
 
 def widths(cells: list) -> tuple[int, ...]:
-    return tuple(len(str(c)) for c in cells)
+    return tuple(cell_len(str(c)) for c in cells)
 
 
-def fitting_columns(sizes: list[tuple[int, ...]], width: int,
-                    sorted_by: str | None = None) -> list[str]:
-    """The columns to show in `width`, given each row's cell widths: every one if they
-    fit, else without the least useful; names and run ids are never cut (the table
-    scrolls instead)."""
+def widest(sizes: list[tuple[int, ...]]) -> dict[str, int]:
+    """Each column's widest cell, from every row's cell widths."""
     most = [max(col, default=0) for col in zip(*sizes)] or [0] * len(COLUMNS)
-    need = {name: max(len(name) + 2 * (name == sorted_by), most[i]) + 2  # its sort arrow
-            for i, (name, _) in enumerate(COLUMNS)}
+    return {name: w for (name, _), w in zip(COLUMNS, most)}
+
+
+def fitting_columns(most: dict[str, int], width: int, sorted_by: str | None = None) -> list[str]:
+    """The columns to show in `width`, given each column's widest cell: every one if
+    they fit, else without the least useful; names and run ids are never cut (the table
+    scrolls instead)."""
+    need = {name: max(len(name) + 2 * (name == sorted_by), most[name]) + 2  # sort arrow
+            for name, _ in COLUMNS}
     shown = [name for name, _ in COLUMNS]
-    if most[-1] <= 1:  # a Tags column only once a run has some ("-" is one wide)
+    if most["Tags"] <= 1:  # a Tags column only once a run has some ("-" is one wide)
         shown.remove("Tags")
     for name in DROP_FIRST:
         if name not in shown:
@@ -187,9 +192,11 @@ class RunsView(View):
                 cells[r.key] = got[2]
                 sizes.append(got[3])
         self.made = made
-        columns = fitting_columns(sizes, self.size.width, table.sort_column)
+        most = widest(sizes)
+        columns = fitting_columns(most, self.size.width, table.sort_column)
         if structure_changed or columns != self.columns \
                 or list(cells) != [k.value for k in table.rows]:
+            table.known_widths = most
             self.refill(table, cells, columns)
             return
         for r in rows:
@@ -210,8 +217,7 @@ class RunsView(View):
                 table.add_column(table.label(name), key=name)
         self.shown, self.columns = cells, columns
         keep = [i for i, (name, _) in enumerate(COLUMNS) if name in columns]
-        for key, row in cells.items():
-            table.add_row(*(row[i] for i in keep), key=key)
+        table.add_known_rows({key: [row[i] for i in keep] for key, row in cells.items()})
         restore_cursor(table, selected)
 
     def on_resize(self) -> None:
