@@ -261,10 +261,11 @@ class RunScanner:
     there are: an experiment folder is listed again only when its modification time
     moved (a run was added); a live run's status.json is read again only when its size or
     modification time (or notes.json's) moved; a finished run's is checked only every
-    RECHECK_FINAL_S (it changes only when someone resumes or tags it), or on
-    scan(full=True)."""
+    RECHECK_FINAL_S, or longer where that would take more than RECHECK_SHARE of a core
+    (it changes only when someone resumes or tags it), or on scan(full=True)."""
 
     RECHECK_FINAL_S = 5.0
+    RECHECK_SHARE = 0.005  # of one core, at most, that rechecking finished runs may take
 
     def __init__(self, runs_dir: Path, alive: Callable | None = None):
         self.runs_dir = Path(runs_dir)
@@ -279,12 +280,13 @@ class RunScanner:
         self._last: list[Run] | None = None  # the last scan's answer
         self._live = False  # whether it held a run not finished
         self._index = RunIndex.open(self.runs_dir)
+        self._recheck_s = self.RECHECK_FINAL_S  # longer where a recheck costs more
 
     def scan(self, full: bool = False) -> list[Run]:
         """Every run, newest first. With no run live, no folder listed anew and no
         recheck due, the previous list itself: an idle lab costs a few stats a poll."""
         now = time.monotonic()
-        full = full or now - self._checked >= self.RECHECK_FINAL_S
+        full = full or now - self._checked >= self._recheck_s
         if full:
             self._checked = now
         dirs, moved = self._run_dirs()
@@ -308,6 +310,10 @@ class RunScanner:
                 cache[d] = (sig, run)
                 pairs.append((d, run))
         self._cache = cache
+        if full and self._last is not None:  # a recheck (not the first reading): 10,000
+            # runs about every 10 s instead of 5
+            self._recheck_s = max(self.RECHECK_FINAL_S,
+                                  (time.monotonic() - now) / self.RECHECK_SHARE)
         if moved:
             self._index.keep_only(self._index.key(d) for d in dirs)
         self._index.save()
