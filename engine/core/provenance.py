@@ -4,6 +4,7 @@ The trainer writes the record (engine/train/environment.py)."""
 from __future__ import annotations
 
 import hashlib
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -61,3 +62,18 @@ def describe_code(code: dict) -> str:
     return code["commit"][:10] + (f" with uncommitted changes {code['patch_sha1'][:8]}"
                                   if code.get("patch_sha1") else
                                   " with uncommitted changes" if code.get("dirty") else "")
+
+
+def brief(prov: dict) -> dict[str, str]:
+    """The record's short form, as the report's appendix and the app's side panel show
+    it: commit (dirty marked), torch, device, data fingerprint, seed, command."""
+    code, env, data = (prov.get(k) or {} for k in ("code", "environment", "data"))
+    cmd = prov.get("command")
+    return {"commit": (code.get("commit") or "not in git")[:10]
+            + (" (dirty)" if code.get("dirty") else ""),
+            "torch": str(env.get("torch", "?")),
+            "device": str(env.get("gpu") or env.get("device") or "?"),
+            "data": str(data.get("hash") or "?")[:12],
+            "seed": str(prov.get("seed", "?")),
+            "command": shlex.join(str(c) for c in cmd) if isinstance(cmd, list) and cmd
+            else ""}

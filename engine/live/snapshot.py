@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
@@ -94,16 +95,22 @@ class Snapshot:
     log_gen: int = 0  # ... read for this selection (Watcher.select_run's return)
     compare: CompareData | None = None  # the selected comparison's
     # the workspace's runs (marked in Runs, or a comparison's), in order: their Series,
-    # and each one's settings (config.toml's) for the side panel
+    # and each one's settings (config.toml's) and provenance (provenance.brief) for the
+    # side panel
     workspace: tuple = ()
     workspace_settings: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    workspace_provenance: Mapping = field(default_factory=lambda: MappingProxyType({}))
     gpus: tuple[Gpu, ...] | None = None
     gpu_error: str | None = None
     # experiment -> (there, cell, where they are or what to do): published weights' files
     weights: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
     def row(self, key: str | None) -> RunRow | None:
-        return next((r for r in self.rows if r.key == key), None)
+        return self._by_key.get(key)
+
+    @cached_property
+    def _by_key(self) -> dict:  # made once per snapshot: 10,000 rows are not searched
+        return {r.key: r for r in self.rows}
 
     def news_since(self, other: "Snapshot") -> bool:
         """Whether this shows anything `other` did not: with no run live and nothing

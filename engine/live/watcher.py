@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from engine import launch
 from engine.core import rundir as rd
+from engine.core.provenance import PROVENANCE, brief
 from engine.live.gpu import GpuMonitor
 from engine.live.lab import Lab, weights_states
 from engine.live.snapshot import CompareData, Curve, RunRow, Series, Snapshot
@@ -145,6 +146,7 @@ class Watcher:
         self._rows: dict[str, tuple] = {}  # run dir -> (Run, its RunRow)
         self._settings = False  # rows carry their run's settings (a filter asked once)
         self._run_settings: dict[str, Mapping] = {}  # run dir -> its config's settings
+        self._provenance: dict[str, tuple] = {}  # run dir -> (mtime, its brief)
         self._scanned: list | None = None  # the scanner's last answer, and whether the
         self._rows_with_settings = False  # rows made from it carry settings
 
@@ -225,6 +227,8 @@ class Watcher:
             log_lines=lines, log_gen=gen, compare=self._compare_for(want, changed, runs_dir),
             workspace=self._workspace_series(workspace),
             workspace_settings=MappingProxyType({k: self._settings_of(k) for k in workspace}),
+            workspace_provenance=MappingProxyType({k: self._provenance_of(k)
+                                                   for k in workspace}),
             gpus=self.gpu.read(), gpu_error=self.gpu.error,
             weights=MappingProxyType(weights_states(self.lab.config)))
 
@@ -255,6 +259,21 @@ class Watcher:
             if got:
                 self._run_settings[key] = got
         return got
+
+    def _provenance_of(self, key: str) -> Mapping:
+        """provenance.brief of the run's provenance.json, read again only when it was
+        rewritten (a resume); empty without one."""
+        path = Path(key) / PROVENANCE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return MappingProxyType({})
+        got = self._provenance.get(key)
+        if got is None or got[0] != stamp:
+            prov = rd.read_json(path)
+            got = self._provenance[key] = (stamp, MappingProxyType(
+                brief(prov) if isinstance(prov, dict) else {}))
+        return got[1]
 
     def _workspace_series(self, keys: tuple[str, ...]) -> tuple[Series, ...]:
         self._ws_buffers = {k: self._ws_buffers.get(k) or SeriesBuffer(k) for k in keys}

@@ -5,12 +5,12 @@ lab gives a partial report: a comparison with no runs, or a run without provenan
 named and skipped."""
 from __future__ import annotations
 
-import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.core import rundir as rd
 from engine.core.config import Config
+from engine.core.provenance import PROVENANCE, brief
 from engine.report.compare import compare_table, table_names
 from engine.report.export import export_named, slug
 
@@ -69,21 +69,16 @@ def appendix(runs: list[Path]) -> list[str]:
     for run_dir in sorted(runs, key=lambda p: (p.parent.name, p.name)):
         ref = f"{run_dir.parent.name}/{run_dir.name}"
         status = rd.read_json(run_dir / rd.STATUS) or {}
-        prov = rd.read_json(run_dir / "provenance.json")
+        prov = rd.read_json(run_dir / PROVENANCE)
         if not isinstance(prov, dict):
             lines.append(f"| {ref} | {status.get('state', '?')} | no provenance.json "
                          "| | | | |")
             continue
-        code, env, data = (prov.get(k) or {} for k in ("code", "environment", "data"))
-        commit = (code.get("commit") or "not in git")[:10] + (" (dirty)" if code.get("dirty")
-                                                              else "")
-        device = env.get("gpu") or env.get("device") or "?"
-        lines.append(f"| {ref} | {status.get('state', '?')} | {commit} | "
-                     f"{env.get('torch', '?')} | {device} | "
-                     f"{str(data.get('hash') or '?')[:12]} | {prov.get('seed', '?')} |")
-        cmd = prov.get("command")
-        if isinstance(cmd, list) and cmd:
-            commands.append(f"- `{ref}`: `{shlex.join(str(c) for c in cmd)}`")
+        b = brief(prov)
+        lines.append(f"| {ref} | {status.get('state', '?')} | {b['commit']} | {b['torch']} | "
+                     f"{b['device']} | {b['data']} | {b['seed']} |")
+        if b["command"]:
+            commands.append(f"- `{ref}`: `{b['command']}`")
     lines.append("")
     if commands:
         lines += ["Commands as each run was started (`python -m engine rerun RUN` repeats "

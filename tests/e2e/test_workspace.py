@@ -4,6 +4,8 @@ from conftest import app_until
 from test_app_ux import screen_text, settle
 from test_find_sort_tags import RUNS, lab  # noqa: F401  (the fixture)
 
+from engine.core import rundir as rd
+from engine.core.provenance import PROVENANCE
 from tui.app import RotundaApp
 from tui.views import RunsView, WorkspaceView
 from tui.views.workspace import metric_points, smoothed
@@ -33,6 +35,10 @@ async def test_marked_runs_overlay_with_their_colours_and_differing_settings(lab
     app = RotundaApp(lab, gpu=False)
     runs = tmp_path / "runs"
     a, b = str(runs / "rot" / RUNS[0][1]), str(runs / "rot" / RUNS[1][1])
+    rd.atomic_write_json(runs / "rot" / RUNS[0][1] / PROVENANCE, {
+        "command": ["python", "-m", "engine", "run", "rot"], "seed": 7,
+        "code": {"commit": "0123456789abcdef", "dirty": True},
+        "environment": {"torch": "2.14.1", "device": "cpu"}, "data": {"hash": "feedface" * 4}})
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot, app, 3)
         await pilot.press("2")
@@ -54,7 +60,13 @@ async def test_marked_runs_overlay_with_their_colours_and_differing_settings(lab
         text = screen_text(app)
         assert "test acc %" in text and "settings that differ" in text
         assert "lr = 0.002" in text or "lr = 0.1" in text  # the two runs' lr differ
-        assert "model =" not in text.split("settings that differ")[1].split("provenance")[0]
+        assert "model =" not in text.split("settings that differ")[1].split("commit")[0]
+        # the highlighted run (a, the first) and its provenance; b has none
+        assert "commit 0123456789 (dirty)" in text and "torch 2.14.1" in text
+        assert "data feedfacefeed" in text and "seed 7" in text
+        await pilot.press("down")
+        assert "no provenance.json" in screen_text(app)
+        await pilot.press("up")
         await pilot.press("a")  # every setting
         assert "model = 'resnet18'" in screen_text(app)
         await pilot.press("y", "x", "tilde", "p")

@@ -235,7 +235,15 @@ class WorkspaceView(View):
                         f"epoch {r.summary.get('best_epoch')}\n", style="green")
         if r is not None and r.effective:
             text.append(f"{r.effective}\n", style="dim")
-        text.append("provenance: python -m engine diff A B", style="dim")
+        prov = self.snap.workspace_provenance.get(key) or {}
+        if prov:
+            text.append("\n")
+            for k in ("commit", "torch", "device", "data", "seed"):
+                text.append(f"{k} ", style="dim")
+                text.append(f"{prov[k]}\n")
+        else:
+            text.append("\nno provenance.json (made before it was kept)\n", style="dim")
+        text.append("d in Runs: what differs between two runs", style="dim")
         side.update(text)
 
     def selected_run(self) -> str | None:
