@@ -59,6 +59,7 @@ class View(TabPane):
     KEYS: ClassVar[tuple[Binding, ...]] = ()
 
     snap = Snapshot()  # the latest snapshot shown
+    _focus = None  # the FOCUS widget, once found
 
     def __init__(self) -> None:
         super().__init__(f"{self.KEY} {self.TAB}", id=self.ID)
@@ -66,8 +67,12 @@ class View(TabPane):
     def consume(self, snap: Snapshot) -> None:
         """The app calls this with every snapshot (not once the view's widgets are gone:
         a snapshot can arrive while the app is shutting down)."""
-        if not self.query(self.FOCUS):
-            return
+        focus = self._focus
+        if focus is None or not focus.is_attached:  # a query walks the view's widgets
+            found = self.query(self.FOCUS)
+            if not found:
+                return
+            self._focus = found.first()
         before, self.snap = self.snap, snap
         self.show(snap, before)
 

@@ -193,7 +193,8 @@ class RunsView(View):
                 sizes.append(got[3])
         self.made = made
         most = widest(sizes)
-        columns = fitting_columns(most, self.size.width, table.sort_column)
+        # outer_size: a hidden view's size asks the compositor for a map of every widget
+        columns = fitting_columns(most, self.outer_size.width, table.sort_column)
         if structure_changed or columns != self.columns \
                 or list(cells) != [k.value for k in table.rows]:
             table.known_widths = most

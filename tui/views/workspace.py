@@ -128,9 +128,11 @@ class WorkspaceView(View):
         self.redraw()
 
     def show(self, snap: Snapshot, before: Snapshot) -> None:
+        """Drawn again only when its runs' series or rows moved (a finished run's row is
+        the same object poll after poll; an empty workspace has nothing to draw)."""
         moved = len(snap.workspace) != len(before.workspace) or any(
             a is not b for a, b in zip(snap.workspace, before.workspace))
-        if moved or snap.rows is not before.rows:
+        if self.keys and (moved or any(snap.row(k) is not before.row(k) for k in self.keys)):
             self.redraw()
 
     def series(self) -> list[Series]:
@@ -157,7 +159,7 @@ class WorkspaceView(View):
         self.fill_table()
         series = self.series()
         grid = self.query_one("#ws-plots", Grid)  # one plot alone fills the grid
-        room = 2 if self.size.height < SMALL_H else len(DEFAULT_METRICS)  # 80x24: two
+        room = 2 if self.outer_size.height < SMALL_H else len(DEFAULT_METRICS)  # 80x24: two
         shown = 1 if self.full is not None else min(len(self.metrics), room)
         grid.styles.grid_size_columns = 1 if shown == 1 else 2
         grid.styles.grid_size_rows = 1 if shown <= 2 else 2

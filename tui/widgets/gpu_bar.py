@@ -12,10 +12,17 @@ class GpuBar(Static):
     """One line: each GPU's memory (with a sparkline of its history) and utilisation, or
     why there is no GPU to show."""
 
+    shown: object = None  # what is on screen: the same again costs no layout
+
     def show(self, snap: Snapshot) -> None:
         if snap.gpus is None:
-            self.update(Text(f"GPU: {snap.gpu_error}; runs use the CPU", style="dim"))
+            if self.shown != snap.gpu_error:
+                self.shown = snap.gpu_error
+                self.update(Text(f"GPU: {snap.gpu_error}; runs use the CPU", style="dim"))
             return
+        if self.shown == snap.gpus:
+            return
+        self.shown = snap.gpus
         parts = []
         for g in snap.gpus:
             spark = "".join(SPARK[min(8, int(v * 8.999))] for v in g.history)
