@@ -1,7 +1,12 @@
-"""A real single-node Slurm for the tests: installed from Debian's packages when sbatch is
-missing (as root, with apt), started from a slurm.conf in a temporary folder without
-systemd or cgroups, stopped by its pid files. `python tests/slurm.py start DIR` starts one
-by hand (and prints the SLURM_CONF to export); `stop DIR` stops it."""
+"""A real Slurm for the tests: installed from Debian's packages when sbatch is missing (as
+root, with apt), started from a slurm.conf in a temporary folder without systemd or
+cgroups, stopped by its pid files. `python tests/slurm.py start DIR [--nodes N]` starts one
+by hand (and prints the SLURM_CONF to export); `stop DIR` stops it.
+
+One node is this machine on 127.0.0.1. N nodes are N slurmd, each in a network namespace
+made for it (`ip netns`), joined to a bridge in this one by a veth pair, on a /24 of
+10.250.x.0 that no interface here uses: slurmctld on the bridge's .1, node i on .(i+1).
+The namespaces have no default route, so nothing reaches beyond them and this machine."""
 from __future__ import annotations
 
 import os
@@ -60,16 +65,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_conf(root: Path, cpus: int | None = None) -> Path:
-    """slurm.conf for one node, this machine, on ports free now (so that it never meets
-    another cluster's daemons)."""
+def write_conf(root: Path, cpus: int | None = None, net: "Net | None" = None) -> Path:
+    """slurm.conf on ports free now (so that it never meets another cluster's daemons):
+    one node, this machine, or the nodes of `net`, sharing this machine's cores."""
     cpus = cpus or os.cpu_count() or 1
     conf = root / "slurm.conf"
-    for d in ("state", "spool"):
+    names = ["localhost"] if net is None else net.nodes
+    for d in ("state", *(f"spool-{n}" for n in names)):
         (root / d).mkdir(parents=True, exist_ok=True)
+    if net is None:
+        ctl, names = "localhost(127.0.0.1)", "localhost"
+        nodes = [f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} "
+                 f"RealMemory={_memory_mb()} State=UNKNOWN"]
+    else:
+        ctl, names = f"{socket.gethostname().split('.')[0]}({net.address(0)})", \
+            ",".join(net.nodes)
+        per = max(1, cpus // len(net.nodes))
+        nodes = [f"NodeName={name} NodeAddr={net.address(i + 1)} CPUs={per} "
+                 f"RealMemory={_memory_mb() // len(net.nodes)} State=UNKNOWN"
+                 for i, name in enumerate(net.nodes)]
+    node_lines = "\n".join(nodes)
     conf.write_text(f"""\
 ClusterName=rotunda
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost={ctl}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -78,13 +96,13 @@ CredType=cred/munge
 # hold each requeue test two minutes); slurmd refuses a restart inside that window
 AuthInfo=cred_expire=15
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool-%n
 SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
+SlurmdPidFile={root}/slurmd-%n.pid
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 SlurmctldLogFile={root}/slurmctld.log
-SlurmdLogFile={root}/slurmd.log
+SlurmdLogFile={root}/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -96,10 +114,70 @@ MpiDefault=none
 ReturnToService=2
 KillWait=10
 MinJobAge=300
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_memory_mb()} State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+{node_lines}
+PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
 """)
     return conf
+
+
+class Net:
+    """The namespaces, veth pairs and bridge of a cluster of several nodes; its name is in
+    ROOT/net (so that stop() finds it), and every name carries a tag of its own."""
+
+    def __init__(self, root: Path, count: int):
+        self.root, self.tag = root, f"{os.getpid() % 10000}"
+        self.nodes = [f"n{i + 1}" for i in range(count)]
+        self.subnet = _free_subnet()
+
+    def address(self, index: int) -> str:  # 0: the bridge (slurmctld), i: node i
+        return f"{self.subnet}.{index + 1}"
+
+    def ns(self, node: str) -> str:
+        return f"rot{self.tag}{node}"
+
+    @property
+    def bridge(self) -> str:
+        return f"rotbr{self.tag}"
+
+    def up(self) -> None:
+        (self.root / "net").write_text(f"{self.bridge} {' '.join(map(self.ns, self.nodes))}\n")
+        cmds = [["ip", "link", "add", self.bridge, "type", "bridge"],
+                ["ip", "addr", "add", f"{self.address(0)}/24", "dev", self.bridge],
+                ["ip", "link", "set", self.bridge, "up"]]
+        for i, node in enumerate(self.nodes, 1):
+            ns, host = self.ns(node), f"rv{self.tag}{node}"
+            cmds += [["ip", "netns", "add", ns],
+                     ["ip", "link", "add", host, "type", "veth", "peer", "name", "rot0",
+                      "netns", ns],
+                     ["ip", "link", "set", host, "master", self.bridge, "up"],
+                     ["ip", "-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "rot0"],
+                     ["ip", "-n", ns, "link", "set", "rot0", "up"],
+                     ["ip", "-n", ns, "link", "set", "lo", "up"]]
+        for cmd in cmds:
+            got = _run(cmd, timeout=30)
+            if got.returncode != 0:
+                down(self.root)
+                raise Unavailable(f"{' '.join(cmd)} failed: {got.stderr.strip()[-200:]}")
+
+
+def _free_subnet() -> str:
+    used = _run(["ip", "-o", "-4", "addr"], timeout=30).stdout
+    for x in range(1, 255):
+        if f" 10.250.{x}." not in used:
+            return f"10.250.{x}"
+    raise Unavailable("no free 10.250.x.0/24 for the test cluster's network")
+
+
+def down(root: Path) -> None:
+    """Delete the namespaces (their veth ends go with them) and the bridge of ROOT's net."""
+    try:
+        bridge, *namespaces = (Path(root) / "net").read_text().split()
+    except (OSError, ValueError):
+        return
+    for ns in namespaces:
+        _run(["ip", "netns", "delete", ns], timeout=30)
+    _run(["ip", "link", "delete", bridge], timeout=30)
+    (Path(root) / "net").unlink()
 
 
 def _pid(path: Path) -> int | None:
@@ -115,15 +193,22 @@ def _alive(pid: int | None) -> bool:
     return process_alive(pid, process_start_time(pid)) if pid else False
 
 
-def start(root: Path) -> dict:
-    """Install if needed, start munged, slurmctld and slurmd, wait until the node is idle.
-    Returns the environment the clients need (SLURM_CONF)."""
+def start(root: Path, nodes: int = 1) -> dict:
+    """Install if needed, start munged, slurmctld and a slurmd per node (in the nodes' own
+    network namespaces when there are several), wait until every node is idle. Returns
+    the environment the clients need (SLURM_CONF)."""
     if os.geteuid() != 0:
         raise Unavailable("starting slurmd and munged needs root")
     install()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    conf = write_conf(root)
+    net = None
+    if nodes > 1:
+        if not shutil.which("ip"):
+            raise Unavailable("a cluster of several nodes needs iproute2's ip")
+        net = Net(root, nodes)
+        net.up()
+    conf = write_conf(root, net=net)
     env = dict(os.environ, SLURM_CONF=str(conf))
     if not MUNGE_KEY.exists():
         MUNGE_KEY.parent.mkdir(parents=True, exist_ok=True)
@@ -135,30 +220,34 @@ def start(root: Path) -> dict:
     if _run(["munge", "-n"]).returncode != 0:  # no munged answering yet
         got = _run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"])
         if got.returncode != 0:
+            stop(root)
             raise Unavailable(f"munged did not start: {got.stderr.strip()[-200:]}")
         (root / "munged.ours").touch()  # stopped with the cluster
-    for cmd in (["/usr/sbin/slurmctld", "-i", "-f", str(conf)],
-                ["/usr/sbin/slurmd", "-N", "localhost", "-f", str(conf)]):
+    daemons = [["/usr/sbin/slurmctld", "-i", "-f", str(conf)]]
+    daemons += [["/usr/sbin/slurmd", "-N", "localhost", "-f", str(conf)]] if net is None else [
+        # nsenter, not `ip netns exec`: that also remounts /sys, without its cgroup tree
+        ["nsenter", f"--net=/run/netns/{net.ns(node)}", "/usr/sbin/slurmd", "-N", node, "-f", str(conf)]
+        for node in net.nodes]
+    for cmd in daemons:
         got = _run(cmd, env=env)
         if got.returncode != 0:
             stop(root)
-            raise Unavailable(f"{cmd[0]} did not start: {got.stderr.strip()[-200:]}")
+            raise Unavailable(f"{' '.join(cmd[:5])} did not start: {got.stderr.strip()[-200:]}")
     end = time.monotonic() + 60
     while time.monotonic() < end:
-        state = _run(["sinfo", "-h", "-o", "%T"], env=env, timeout=30).stdout.strip()
-        if state == "idle":
+        states = _run(["sinfo", "-h", "-N", "-o", "%T"], env=env, timeout=30).stdout.split()
+        if len(states) == nodes and set(states) == {"idle"}:
             return {"SLURM_CONF": str(conf)}
         time.sleep(0.3)
-    log = (root / "slurmd.log").read_text(errors="replace")[-300:] \
-        if (root / "slurmd.log").exists() else ""
+    logs = "".join(p.read_text(errors="replace")[-300:] for p in root.glob("slurm*.log"))
     stop(root)
-    raise Unavailable(f"the Slurm node did not become idle in 60 s: {log!r}")
+    raise Unavailable(f"the Slurm nodes did not become idle in 60 s: {logs!r}")
 
 
 def stop(root: Path) -> None:
-    """Cancel what is still queued, stop slurmd and slurmctld by their pid files (and
-    munged if start() started it), then end any slurmstepd of this cluster that outlived
-    slurmd (found by its open files in ROOT)."""
+    """Cancel what is still queued, stop every slurmd and slurmctld by their pid files (and
+    munged if start() started it), end any slurmstepd of this cluster that outlived
+    slurmd (found by its open files in ROOT), then take down the nodes' network."""
     root = Path(root)
     env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"))
     if _alive(_pid(root / "slurmctld.pid")):
@@ -172,7 +261,7 @@ def stop(root: Path) -> None:
                 time.sleep(0.2)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    pids = [_pid(root / name) for name in ("slurmd.pid", "slurmctld.pid")]
+    pids = [_pid(p) for p in (*root.glob("slurmd-*.pid"), root / "slurmctld.pid")]
     if (root / "munged.ours").exists():
         pids.append(_pid(MUNGE_SOCKET_DIR / "munged.pid"))
     for pid in pids:
@@ -186,6 +275,7 @@ def stop(root: Path) -> None:
             os.kill(pid, signal.SIGKILL)
     for pid in _steps_of(root):
         os.kill(pid, signal.SIGKILL)
+    down(root)
 
 
 def _steps_of(root: Path) -> list[int]:
@@ -204,13 +294,22 @@ def _steps_of(root: Path) -> list[int]:
     return out
 
 
+def main(argv: list[str]) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python tests/slurm.py")
+    ap.add_argument("command", choices=("start", "stop"))
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--nodes", type=int, default=1, help="slurmd in as many namespaces")
+    args = ap.parse_args(argv)
+    if args.command == "stop":
+        stop(args.dir)
+        return
+    try:
+        print(f"export SLURM_CONF={start(args.dir.resolve(), args.nodes)['SLURM_CONF']}")
+    except Unavailable as exc:
+        sys.exit(f"no Slurm: {exc}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop"):
-        sys.exit("usage: python tests/slurm.py start|stop DIR")
-    if sys.argv[1] == "stop":
-        stop(Path(sys.argv[2]))
-    else:
-        try:
-            print(f"export SLURM_CONF={start(Path(sys.argv[2]).resolve())['SLURM_CONF']}")
-        except Unavailable as exc:
-            sys.exit(f"no Slurm: {exc}")
+    main(sys.argv[1:])

@@ -135,7 +135,8 @@ class _Settings:
     cutout: int = rule(0, minimum=0)
     seed: int = 0
     device: str = rule("auto", ("auto", "cpu", "cuda"))
-    gpus: int = rule(1, minimum=1)
+    gpus: int = rule(1, minimum=1)  # processes on each node (one per GPU)
+    nodes: int = rule(1, minimum=1)  # machines, under the Slurm executor
     # auto: on with CUDA, off on the CPU (step.decide); true/false ask for it anywhere
     amp: str = rule("auto", ("auto", True, False))
     channels_last: str = rule("auto", ("auto", True, False))
@@ -286,13 +287,15 @@ def check_consistency(s: Settings, where: Where) -> None:
     if TASKS[s.task].trains_features and not s.knn_every:
         where.fail(f'task = "{s.task}" trains features without labels: set knn_every = 1 '
                    "(or more): its best checkpoint is picked by k-NN accuracy", "knn_every")
-    if s.gpus > 1 and s.batch_size % s.gpus:
+    world = s.gpus * s.nodes
+    ways = f"gpus = {s.gpus}" + (f" x nodes = {s.nodes}" if s.nodes > 1 else "")
+    if world > 1 and s.batch_size % world:
         where.fail(f"batch_size = {s.batch_size} is the global batch, split evenly over the "
-                   f"gpus = {s.gpus} processes: make it a multiple of {s.gpus}", "batch_size")
-    if s.gpus > 1 and TASKS[s.task].trains_features:
-        where.fail(f'gpus = {s.gpus}: task = "{s.task}" keeps heads, momentum copies or '
+                   f"{ways} processes: make it a multiple of {world}", "batch_size")
+    if world > 1 and TASKS[s.task].trains_features:
+        where.fail(f'{ways}: task = "{s.task}" keeps heads, momentum copies or '
                    "queues of its own that are not synchronised across processes: train it "
-                   "with gpus = 1", "gpus")
+                   "with one process", "nodes" if s.nodes > 1 else "gpus")
     if s.tta and not TASKS[s.task].mirror_keeps_label:
         where.fail(f'tta (flip averaging) would change {s.task} labels: use it with '
                    'task = "classify" only', "tta")

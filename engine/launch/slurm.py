@@ -91,6 +91,16 @@ class Queue:
             self._asked = -1.0
 
 
+def _script(command: list[str], nodes: int) -> str:
+    """The batch script. One node: exec, so the batch shell becomes the run and B:USR1
+    reaches the trainer itself. Several: srun starts a task per process on every node
+    (rendezvous() joins them), Slurm signals every task, and a task that fails ends the
+    others."""
+    if nodes <= 1:
+        return "#!/bin/sh\nexec " + shlex.join(command) + "\n"
+    return "#!/bin/sh\nexec " + shlex.join(["srun", "--kill-on-bad-exit=1", *command]) + "\n"
+
+
 def _restart_count() -> int:
     try:
         return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
@@ -106,20 +116,24 @@ class SlurmExecutor:
 
     # -- the launcher's side ------------------------------------------------------------
     def sbatch_args(self, lab, tag: str, out: Path, cwd: Path, after: list[str],
-                    gpus: int = 0) -> list[str]:
+                    gpus: int = 0, nodes: int = 1) -> list[str]:
         """sbatch's command line; `gpus`: the run's own (an experiment's `gpus = N` for
-        a data-parallel run), when more than [lab.slurm]'s."""
+        a data-parallel run), when more than [lab.slurm]'s; `nodes`: machines, with a task
+        per GPU on each (one on the CPU), which srun starts (_script)."""
         s = lab.slurm if lab is not None else Slurm()
         args = ["sbatch", "--parsable", f"--job-name=rotunda-{tag}", f"--output={out}",
                 "--open-mode=append", f"--chdir={cwd}", "--requeue",
-                f"--signal=B:USR1@{s.warning_s}"]
+                # one node: to the batch shell, which is the run; several: to every task
+                f"--signal={'B:' if nodes <= 1 else ''}USR1@{s.warning_s}"]
         for flag, value in (("--partition", s.partition), ("--account", s.account),
                             ("--time", s.time), ("--mem", s.memory),
                             ("--constraint", s.constraint)):
             if value:
                 args.append(f"{flag}={value}")
+        if nodes > 1:
+            args += [f"--nodes={nodes}", f"--ntasks-per-node={max(1, gpus)}"]
         if max(s.gpus, gpus):
-            args.append(f"--gpus={max(s.gpus, gpus)}")
+            args.append(f"--gpus{'-per-node' if nodes > 1 else ''}={max(s.gpus, gpus)}")
         if s.cpus:
             args.append(f"--cpus-per-task={s.cpus}")
         if after:
@@ -127,19 +141,18 @@ class SlurmExecutor:
         return args + list(s.extra)
 
     def _sbatch(self, lab, argv: list[str], runs_dir: Path, cwd: Path, tag: str,
-                after: list[str], gpus: int = 0) -> tuple[str, Path]:
+                after: list[str], gpus: int = 0, nodes: int = 1) -> tuple[str, Path]:
         launch_dir = Path(runs_dir) / ".launch"
         launch_dir.mkdir(parents=True, exist_ok=True)
         out = launch_dir / f"{tag}.txt"
         env = dict(os.environ, PYTHONUNBUFFERED="1", ROTUNDA_EXECUTOR=self.name)
         project_root = str(Path(__file__).resolve().parent.parent.parent)
         env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
-        # exec: the batch shell becomes the run, so B:USR1 reaches the trainer itself
-        script = "#!/bin/sh\nexec " + shlex.join([sys.executable, "-m", "engine", *argv]) + "\n"
+        script = _script([sys.executable, "-m", "engine", *argv], nodes)
         if not shutil.which("sbatch"):
             raise RunError('sbatch is not on PATH: executor = "slurm" needs Slurm\'s client '
                            "commands on this machine")
-        got = subprocess.run(self.sbatch_args(lab, tag, out, Path(cwd), after, gpus),
+        got = subprocess.run(self.sbatch_args(lab, tag, out, Path(cwd), after, gpus, nodes),
                              input=script, capture_output=True, text=True, env=env,
                              timeout=60)
         if got.returncode != 0:
@@ -155,12 +168,13 @@ class SlurmExecutor:
         """One job for a prepared (queued) run directory, started after the jobs `after`
         succeed; its job id goes into status.json at once. Returns (job id, output file)."""
         run_dir = Path(run_dir)
-        per_run = rd.read_config(run_dir).get("settings", {}).get("gpus") or 0
+        settings = rd.read_config(run_dir).get("settings", {})
+        per_run, nodes = settings.get("gpus") or 0, settings.get("nodes") or 1
         try:
             job, out = self._sbatch(lab, ["job", str(run_dir), "--quiet"], runs_dir, cwd,
                                     f"{run_dir.parent.name}-{run_dir.name}", list(after),
                                     per_run if isinstance(per_run, int) and per_run > 1
-                                    else 0)
+                                    else 0, nodes if isinstance(nodes, int) else 1)
         except RunError as exc:  # the run will never start: say so where readers look
             rd.update_status(run_dir, state="failed", ended=rd.now_iso(), error=str(exc))
             raise
@@ -170,6 +184,28 @@ class SlurmExecutor:
         return job, out
 
     # -- inside the job -----------------------------------------------------------------
+    def rendezvous(self) -> dict:
+        """In one task of a job step of several (srun's), torch.distributed's environment
+        from Slurm's: rank and world from the step, the address of its first node (its
+        NodeAddr, which Slurm itself reaches), a port derived from the job id and restart
+        count. {} anywhere else (the batch shell of a one-node job)."""
+        world = int(os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS")
+                    or 1)
+        if "SLURM_STEP_ID" not in os.environ or world <= 1 or "WORLD_SIZE" in os.environ:
+            return {}
+        nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ["SLURM_JOB_NODELIST"]
+        hosts = _slurm(["scontrol", "show", "hostnames", nodelist]).stdout.split()
+        if not hosts:
+            raise RunError(f"scontrol show hostnames {nodelist} named no host")
+        got = _slurm(["scontrol", "show", "node", "--oneliner", hosts[0]])
+        fields = dict(f.split("=", 1) for f in got.stdout.split() if "=" in f)
+        job = int(os.environ.get("SLURM_JOB_ID") or 0)
+        return {"RANK": os.environ.get("SLURM_PROCID", "0"), "WORLD_SIZE": str(world),
+                "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0"),
+                "LOCAL_WORLD_SIZE": str(max(1, world // len(hosts))),
+                "MASTER_ADDR": fields.get("NodeAddr") or hosts[0],
+                "MASTER_PORT": str(20000 + (job * 7 + _restart_count()) % 30000)}
+
     def identity(self) -> dict:
         return {"executor": self.name, "job_id": os.environ.get("SLURM_JOB_ID"),
                 "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
@@ -194,6 +230,8 @@ class SlurmExecutor:
         if not job:
             return False
         if signum == WARNING:
+            if os.environ.get("RANK", "0") != "0":  # every task got it; rank 0 requeues
+                return True
             got = _slurm(["scontrol", "requeue", job])
             return got.returncode == 0
         if signum != signal.SIGTERM:

@@ -24,6 +24,10 @@ from engine.launch.local import ticket
 
 def resolve_settings(config: Config, name: str, overrides: list[str]) -> Settings:
     s = apply_overrides(config.experiment(name).settings, overrides)
+    if s.nodes > 1 and config.lab.executor != "slurm":
+        raise RunError(f"{name}: nodes = {s.nodes} spreads one run over several machines, "
+                       f'which needs executor = "slurm" in [lab] (this lab\'s is '
+                       f'"{config.lab.executor}"); gpus = N runs N processes on this one')
     return dataclasses.replace(s, data_dir=str(_under(config, s.data_dir)))
 
 

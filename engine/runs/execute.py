@@ -6,6 +6,7 @@ only once a run holds its slot, so a queued run costs no torch import.
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -154,8 +155,12 @@ def run_job(run_dir: Path, echo: bool = True, *, train: Train) -> str:
         raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
     if run.raw_state == "done":
         return "done"
-    meta, s = _recorded(run_dir)
     executor = launch.current()
+    ranks = getattr(executor, "rendezvous", dict)()  # one task of several (srun's)
+    os.environ.update(ranks)
+    if ranks.get("RANK", "0") != "0":  # rank 0 keeps the books and tells it how to start
+        return train(run_dir, _recorded(run_dir)[1], init_from="", resume=False, echo=False)
+    meta, s = _recorded(run_dir)
     resume = bool(run.status.get("started"))
     rd.update_status(run_dir, state="queued", error=None, ended=None, **executor.identity())
     config_path = Path(meta.get("config_file", ""))

@@ -9,8 +9,10 @@ torch.multiprocessing. Only rank 0 writes the run directory.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from torch import nn
 
 from engine.core.errors import DeviceError
 
+SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
+
 
 @dataclass
 class Ranks:
@@ -30,6 +34,8 @@ class Ranks:
     init_method: str = "env://"
     procs: object = None  # rank 0 of a spawned run: the other ranks' ProcessContext
     threads: int = 0  # rank 0 on the CPU: torch's thread count before the run
+    per_node: int = 0  # ranks on this machine (0: all of them)
+    hosts: tuple = ()  # each rank's host, in rank order (join)
 
     @property
     def main(self) -> bool:
@@ -52,10 +58,10 @@ def from_env() -> Ranks | None:
     # the rank on this node picks the GPU: RANK is that only on one node (srun without
     # torchrun sets SLURM_LOCALID); with neither, LOCAL_WORLD_SIZE nodes of equal size
     local = os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID")
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or 0)
     if local is None:
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
-        local = rank % per_node
-    return Ranks(rank, world, int(local))
+        local = rank % (per_node or world)
+    return Ranks(rank, world, int(local), per_node=per_node)
 
 
 def _free_port() -> int:
@@ -91,14 +97,55 @@ def join(ranks: Ranks, device: torch.device) -> torch.device:
                               "are visible: one GPU per process")
         device = torch.device("cuda", ranks.local)
         torch.cuda.set_device(device)
-    else:  # the ranks share the cores
+    else:  # the ranks on a machine share its cores (Slurm's share of them, under Slurm)
         ranks.threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
+        cores = int(os.environ.get("SLURM_CPUS_ON_NODE") or 0) or os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // (ranks.per_node or ranks.world)))
+    if "GLOO_SOCKET_IFNAME" not in os.environ and (name := interface_to(
+            os.environ.get("MASTER_ADDR", ""))):
+        os.environ["GLOO_SOCKET_IFNAME"] = name
     kw = {} if ranks.init_method == "env://" else {"rank": ranks.rank, "world_size": ranks.world}
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                             init_method=ranks.init_method, device_id=device
                             if device.type == "cuda" else None, **kw)
+    hosts = [None] * ranks.world
+    dist.all_gather_object(hosts, os.environ.get("SLURMD_NODENAME") or socket.gethostname())
+    ranks.hosts = tuple(hosts)
     return device
+
+
+def interface_to(address: str) -> str | None:
+    """The network interface this machine reaches `address` through, when that is not
+    loopback: gloo would otherwise bind to whatever the host name resolves to, which on
+    a cluster node is often an address the other nodes cannot reach."""
+    if not address or address in ("localhost", "127.0.0.1"):
+        return None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((address, 9))  # UDP: picks the route, sends nothing
+            mine = s.getsockname()[0]
+    except OSError:
+        return None
+    if mine.startswith("127."):
+        return None
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                got = fcntl.ioctl(s.fileno(), SIOCGIFADDR,
+                                  struct.pack("256s", name.encode()[:15]))
+            except OSError:  # no IPv4 address
+                continue
+        if socket.inet_ntoa(got[20:24]) == mine:
+            return name
+    return None
+
+
+def from_main(*values):
+    """Rank 0's values on every rank (how a run starts is rank 0's to decide: it read
+    the run's status before the others could)."""
+    got = list(values)
+    dist.broadcast_object_list(got, 0)
+    return got
 
 
 def watch(ranks: Ranks, on_failure, grace_s: float = 60.0) -> threading.Event:

@@ -79,12 +79,16 @@ def fingerprint(data) -> dict:
             "hash": h.hexdigest()}
 
 
-def write(run_dir: Path, s, device, data, config_file: str | None) -> dict:
-    """provenance.json (and code.patch when the project's tree is dirty)."""
+def write(run_dir: Path, s, device, data, config_file: str | None,
+          hosts: tuple = ()) -> dict:
+    """provenance.json (and code.patch when the project's tree is dirty); `hosts`: each
+    rank's machine, for a run over several processes."""
     code, patch = git_state(PROJECT)
     record = {"written": rd.now_iso(), "command": [sys.executable, *sys.argv],
               "code": code, "environment": environment(device), "seed": s.seed,
               "data": fingerprint(data)}
+    if hosts:
+        record["world"] = {"size": len(hosts), "hosts": list(hosts)}
     if config_file:
         where = Path(config_file).resolve().parent
         cfg, cfg_patch = git_state(where)

@@ -78,6 +78,7 @@ class Run:
         self.device = pick_device(s.device)
         if self.ranks.distributed:
             self.device = distributed.join(self.ranks, self.device)
+            init_from, resume = distributed.from_main(init_from, resume)
         self.effective = decide(s, self.device)
         configure_backends(self.device, self.effective)
         self.status["effective"] = self.effective.record()
@@ -136,7 +137,8 @@ class Run:
         says, a line each, how its code, environment or data differ from the original."""
         t0 = time.time()
         meta = rd.read_config(self.dir)
-        record = environment.write(self.dir, self.s, self.device, data, meta.get("config_file"))
+        record = environment.write(self.dir, self.s, self.device, data, meta.get("config_file"),
+                                   self.ranks.hosts)
         original = meta.get("rerun_of")
         if original:
             old = rd.read_json(Path(original) / provenance.PROVENANCE)
@@ -169,6 +171,7 @@ class Run:
                            params_trainable=trainable, epoch=first - 1)
         if self.ranks.distributed:
             self.status["processes"] = self.ranks.world
+            self.status["hosts"] = sorted(set(self.ranks.hosts), key=self.ranks.hosts.index)
         self.steps_per = steps_per_epoch(len(self.data.train), s.batch_size)
         self.log_every = s.log_every or records.log_interval(s.epochs * self.steps_per)
         if self.main:
