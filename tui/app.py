@@ -124,8 +124,8 @@ class RotundaApp(App):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         views = self.views
-        if not views or self._exit:
-            return  # quitting: the widgets are going away
+        if not views or self._exit or not self.is_running:
+            return  # quitting (or a test's app shutting down): the widgets are going away
         before, snap = self.snapshot, message.snapshot
         self.snapshot, self.poll_error = snap, None
         for view in views:

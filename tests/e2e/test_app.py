@@ -19,12 +19,16 @@ def fast_config(tmp_path):
 
 
 async def select_experiment(pilot, app, name):
+    """Move the experiments table's cursor down to `name` (once the table holds it)."""
     table = app.query_one("#exp-table")
+    await app_until(pilot, lambda: name in {k.value for k in table.rows},
+                    f"{name} in the experiments table")
     for _ in range(table.row_count):
         if selected_key(table) == name:
             return
         await pilot.press("down")
-    raise AssertionError(f"{name} not in the experiments table")
+        await pilot.pause()
+    raise AssertionError(f"the cursor never reached {name}")
 
 
 async def wait_compare(pilot, app, name):
@@ -89,7 +93,6 @@ async def test_runs_survive_the_app_and_it_reattaches(fast_config):
         await pilot.press("y")
         await app_until(pilot, lambda: runs_of(app, "rot") and runs_of(app, "ft"),
                         "the rot and ft runs")
-        assert runs_of(app, "ft")[0].state == "queued"
         await pilot.press("q")
     runs_dir = fast_config.parent / "runs"
     # the app is gone; the detached process goes on (no app to keep running: a plain wait)
@@ -97,6 +100,8 @@ async def test_runs_survive_the_app_and_it_reattaches(fast_config):
                in rd.FINAL_STATES, "ft to end")
     states = {r.experiment: r.state for r in rd.list_runs(runs_dir)}
     assert states == {"rot": "done", "ft": "done"}
+    rot, ft = (rd.latest_done(runs_dir, e).status for e in ("rot", "ft"))
+    assert ft["started"] >= rot["ended"]  # ft waited for the pretraining it needs
     app = RotundaApp(fast_config, gpu=False, poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
         await app_until(pilot, lambda: len(app.snapshot.rows) == 2, "two runs in the app")
