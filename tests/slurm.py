@@ -226,7 +226,8 @@ def start(root: Path, nodes: int = 1) -> dict:
     daemons = [["/usr/sbin/slurmctld", "-i", "-f", str(conf)]]
     daemons += [["/usr/sbin/slurmd", "-N", "localhost", "-f", str(conf)]] if net is None else [
         # nsenter, not `ip netns exec`: that also remounts /sys, without its cgroup tree
-        ["nsenter", f"--net=/run/netns/{net.ns(node)}", "/usr/sbin/slurmd", "-N", node, "-f", str(conf)]
+        ["nsenter", f"--net=/run/netns/{net.ns(node)}", "/usr/sbin/slurmd", "-N", node,
+         "-f", str(conf)]
         for node in net.nodes]
     for cmd in daemons:
         got = _run(cmd, env=env)

@@ -24,9 +24,11 @@ from engine.core.settings import suggest
 from engine.core.table import PCT, TEXT, Table, fmt
 from engine.report.compare import compare_table
 from engine.report.overview import busy_text, runs_table
-from engine.runs.detached import launch_detached, launch_sweep_detached
+from engine.runs.detached import launch_detached, launch_sweep_detached, resume_detached
 from engine.runs.execute import (
     rerun_run,
+    reshape,
+    resumable,
     resume_run,
     run_experiment,
     run_jobs,
@@ -132,9 +134,24 @@ def cmd_job(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    """In this process; a run over several machines (nodes > 1, as recorded or asked) is
+    resubmitted as a job of the batch executor it ran under."""
     run_dir = find(args, args.run)
-    return ended(run_dir, resume_run(run_dir, queue=not args.now, echo=not args.quiet,
-                                     gpus=args.gpus, train=train))
+    run = resumable(run_dir)
+    nodes = args.nodes or rd.read_config(run_dir).get("settings", {}).get("nodes") or 1
+    if nodes <= 1:
+        return ended(run_dir, resume_run(run_dir, queue=not args.now, echo=not args.quiet,
+                                         gpus=args.gpus, nodes=args.nodes, train=train))
+    if not hasattr(launch.of(run.status), "submit_run"):
+        raise RunError(f"{run.experiment}/{run.run_id} ran under the "
+                       f"{run.status.get('executor') or 'local'} executor, which runs on this "
+                       "machine only: resume it with --nodes 1")
+    reshape(run_dir, args.gpus, args.nodes)
+    out = resume_detached(run_dir, run_dir.parent.parent)
+    job = (rd.read_json(run_dir / rd.STATUS) or {}).get("job_id")
+    print(f"resubmitted {run.experiment}/{run.run_id} over {nodes} nodes as job {job} "
+          f"(early output: {out})")
+    return 0
 
 
 def cmd_rerun(args) -> int:
@@ -224,7 +241,7 @@ def _one_run(args, runs_dir: Path, name: str) -> list:
 
 
 def cmd_cancel(args) -> int:
-    print(launch.cancel(find(args, args.run)))
+    print(launch.cancel(find(args, args.run), array=args.array))
     return 0
 
 
@@ -257,6 +274,8 @@ def register(sub, common) -> None:
     rs.add_argument("--quiet", action="store_true")
     rs.add_argument("--gpus", type=int, metavar="N",
                     help="train on N processes from here (1 continues a multi-GPU run alone)")
+    rs.add_argument("--nodes", type=int, metavar="N",
+                    help="train on N machines from here (a Slurm job; 1: in this process)")
     rs.set_defaults(fn=cmd_resume)
     jb = sub.add_parser("job", parents=[common], help=(
         "run a prepared run directory as its batch job does: its first start, or a resume "
@@ -295,4 +314,6 @@ def register(sub, common) -> None:
     nt.set_defaults(fn=cmd_note)
     ca = sub.add_parser("cancel", parents=[common], help="stop a run (SIGTERM)")
     ca.add_argument("run")
+    ca.add_argument("--array", action="store_true",
+                    help="cancel every point of the Slurm job array the run is a task of")
     ca.set_defaults(fn=cmd_cancel)

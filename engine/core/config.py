@@ -129,7 +129,7 @@ def _slurm(table, where: Where) -> Slurm:
         if not isinstance(value, want) or isinstance(value, bool):
             where.fail(f"{key} must be {type_name(types[key])}, got {value!r}", key)
         out[key] = tuple(value) if want is list else value
-    for key in ("gpus", "cpus"):
+    for key in ("gpus", "cpus", "concurrency"):
         if out.get(key, 0) < 0:
             where.fail(f"{key} must be 0 or more, got {out[key]}", key)
     if not 1 <= out.get("warning_s", 120) <= 65535:

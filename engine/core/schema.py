@@ -70,6 +70,7 @@ class Slurm:
     constraint: str = ""  # node features, e.g. a GPU type
     extra: tuple = ()  # further sbatch options, one per item: ["--qos=high"]
     warning_s: int = 120  # the warning signal (USR1) this long before the time limit
+    concurrency: int = 0  # a sweep's points running at once (--array=0-K%M); 0: no limit
 
 
 @dataclass(frozen=True)

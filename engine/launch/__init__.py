@@ -91,10 +91,17 @@ def scanner(runs_dir: Path) -> rd.RunScanner:
     return rd.RunScanner(runs_dir, alive=is_alive)
 
 
-def cancel(run_dir: Path) -> str:
+def cancel(run_dir: Path, array: bool = False) -> str:
+    """Cancel the run; `array`: every point of the Slurm job array it is a task of."""
     run = load_run(run_dir)
     if run is None:
         raise RunError(f"{run_dir} is not a run directory")
+    if array:
+        executor = of(run.status)
+        if not hasattr(executor, "cancel_array"):
+            raise RunError(f"{run.experiment}/{run.run_id} ran under the "
+                           f"{executor.name} executor, which has no job arrays")
+        return executor.cancel_array(run.status, run.path.parent.parent)
     if run.state not in rd.LIVE_STATES:
         raise RunError(f"{run.experiment}/{run.run_id} is {run.state}, not running")
     return of(run.status).cancel({**run.status, "run_dir": str(run.path)}) + \

@@ -73,7 +73,7 @@ class Queue:
     def _refresh(self, now: float) -> None:
         self._asked = now
         try:
-            got = _slurm(["squeue", "--noheader", "--me", "--states=all",
+            got = _slurm(["squeue", "--noheader", "--me", "--states=all", "--array",
                           "--format=%i|%T|%r|%N"])
         except RunError:
             self._ok = False
@@ -91,14 +91,24 @@ class Queue:
             self._asked = -1.0
 
 
-def _script(command: list[str], nodes: int) -> str:
+def _script(command: list[str], nodes: int, points: list[Path] = ()) -> str:
     """The batch script. One node: exec, so the batch shell becomes the run and B:USR1
     reaches the trainer itself. Several: srun starts a task per process on every node
     (rendezvous() joins them), Slurm signals every task, and a task that fails ends the
-    others."""
-    if nodes <= 1:
-        return "#!/bin/sh\nexec " + shlex.join(command) + "\n"
-    return "#!/bin/sh\nexec " + shlex.join(["srun", "--kill-on-bad-exit=1", *command]) + "\n"
+    others. `points`: an array's run directories; each task runs the one at its index."""
+    run = ["srun", "--kill-on-bad-exit=1", *command] if nodes > 1 else command
+    if not points:
+        return "#!/bin/sh\nexec " + shlex.join(run) + "\n"
+    return (f"#!/bin/sh\nset -- {shlex.join(map(str, points))}\n"
+            f'shift "$SLURM_ARRAY_TASK_ID"\nexec {shlex.join(run)} "$1" --quiet\n')
+
+
+def _shape(run_dir: Path) -> tuple[int, int]:
+    """(GPUs the run asks beyond [lab.slurm]'s: 0 for one, nodes) from its settings."""
+    settings = rd.read_config(run_dir).get("settings", {})
+    gpus, nodes = settings.get("gpus") or 0, settings.get("nodes") or 1
+    return (gpus if isinstance(gpus, int) and gpus > 1 else 0,
+            nodes if isinstance(nodes, int) else 1)
 
 
 def _restart_count() -> int:
@@ -141,19 +151,23 @@ class SlurmExecutor:
         return args + list(s.extra)
 
     def _sbatch(self, lab, argv: list[str], runs_dir: Path, cwd: Path, tag: str,
-                after: list[str], gpus: int = 0, nodes: int = 1) -> tuple[str, Path]:
+                after: list[str], gpus: int = 0, nodes: int = 1,
+                points: list[Path] = ()) -> tuple[str, Path]:
         launch_dir = Path(runs_dir) / ".launch"
         launch_dir.mkdir(parents=True, exist_ok=True)
-        out = launch_dir / f"{tag}.txt"
+        out = launch_dir / (f"{tag}-%a.txt" if points else f"{tag}.txt")
         env = dict(os.environ, PYTHONUNBUFFERED="1", ROTUNDA_EXECUTOR=self.name)
         project_root = str(Path(__file__).resolve().parent.parent.parent)
         env["PYTHONPATH"] = project_root + os.pathsep + env.get("PYTHONPATH", "")
-        script = _script([sys.executable, "-m", "engine", *argv], nodes)
+        script = _script([sys.executable, "-m", "engine", *argv], nodes, points)
         if not shutil.which("sbatch"):
             raise RunError('sbatch is not on PATH: executor = "slurm" needs Slurm\'s client '
                            "commands on this machine")
-        got = subprocess.run(self.sbatch_args(lab, tag, out, Path(cwd), after, gpus, nodes),
-                             input=script, capture_output=True, text=True, env=env,
+        args = self.sbatch_args(lab, tag, out, Path(cwd), after, gpus, nodes)
+        if points:
+            limit = lab.slurm.concurrency if lab is not None else 0
+            args.insert(2, f"--array=0-{len(points) - 1}{f'%{limit}' if limit else ''}")
+        got = subprocess.run(args, input=script, capture_output=True, text=True, env=env,
                              timeout=60)
         if got.returncode != 0:
             raise RunError(f"sbatch refused the job: {_first_line(got.stderr)}")
@@ -168,20 +182,42 @@ class SlurmExecutor:
         """One job for a prepared (queued) run directory, started after the jobs `after`
         succeed; its job id goes into status.json at once. Returns (job id, output file)."""
         run_dir = Path(run_dir)
-        settings = rd.read_config(run_dir).get("settings", {})
-        per_run, nodes = settings.get("gpus") or 0, settings.get("nodes") or 1
         try:
             job, out = self._sbatch(lab, ["job", str(run_dir), "--quiet"], runs_dir, cwd,
                                     f"{run_dir.parent.name}-{run_dir.name}", list(after),
-                                    per_run if isinstance(per_run, int) and per_run > 1
-                                    else 0, nodes if isinstance(nodes, int) else 1)
+                                    *_shape(run_dir))
         except RunError as exc:  # the run will never start: say so where readers look
-            rd.update_status(run_dir, state="failed", ended=rd.now_iso(), error=str(exc))
+            _never_started([run_dir], str(exc))
             raise
+        self._submitted(run_dir, job)
+        return job, out
+
+    def submit_array(self, lab, run_dirs: list[Path], runs_dir: Path, cwd: Path,
+                     after: list[str] = ()) -> Path:
+        """Prepared run directories (a sweep's points) as job arrays, one per shape (GPUs,
+        nodes), started after the jobs `after` succeed: task i runs point i. Each point's
+        status.json gets its task's id, JOB_i, as squeue and scancel name it. Returns
+        where the tasks' early output goes (a glob)."""
+        shapes: dict[tuple[int, int], list[Path]] = {}
+        for run_dir in map(Path, run_dirs):
+            shapes.setdefault(_shape(run_dir), []).append(run_dir)
+        out = Path(runs_dir) / ".launch"
+        for shape, points in shapes.items():
+            try:
+                job, out = self._sbatch(lab, ["job"], runs_dir, cwd,
+                                        f"{points[0].parent.name}-{points[0].name}",
+                                        list(after), *shape, points=points)
+            except RunError as exc:
+                _never_started(points, str(exc))
+                raise
+            for i, run_dir in enumerate(points):
+                self._submitted(run_dir, f"{job}_{i}", array_job=job)
+        return out.with_name(out.name.replace("%a", "*"))
+
+    def _submitted(self, run_dir: Path, job: str, **fields) -> None:
         rd.update_status(run_dir, executor=self.name, job_id=job, host=None, pid=None,
                          pid_start=None, user=getpass.getuser(), submitted=time.time(),
-                         waiting_for="slurm")
-        return job, out
+                         waiting_for="slurm", **fields)
 
     # -- inside the job -----------------------------------------------------------------
     def rendezvous(self) -> dict:
@@ -207,7 +243,10 @@ class SlurmExecutor:
                 "MASTER_PORT": str(20000 + (job * 7 + _restart_count()) % 30000)}
 
     def identity(self) -> dict:
-        return {"executor": self.name, "job_id": os.environ.get("SLURM_JOB_ID"),
+        job = os.environ.get("SLURM_JOB_ID")
+        if os.environ.get("SLURM_ARRAY_TASK_ID"):  # as squeue and scancel name the task
+            job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        return {"executor": self.name, "job_id": job,
                 "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                 "pid": os.getpid(), "pid_start": None, "user": getpass.getuser(),
                 "restarts": _restart_count()}
@@ -282,11 +321,34 @@ class SlurmExecutor:
             raise RunError(f"scancel {job} failed: {_first_line(got.stderr)}")
         self.queue.forget()
         if entry and entry[0] == "PENDING":
-            if status.get("run_dir"):  # it never starts, so it cannot record this itself
-                rd.update_status(Path(status["run_dir"]), state="cancelled",
-                                 ended=rd.now_iso(), error="cancelled while pending")
+            if status.get("run_dir"):
+                _never_started([Path(status["run_dir"])], "cancelled while pending",
+                               "cancelled")
             return f"scancel {job} (pending: it will not start)"
         return f"scancel {job} (Slurm sends SIGTERM; it checkpoints and ends cancelled)"
+
+    def cancel_array(self, status: dict, runs_dir: Path) -> str:
+        """scancel the whole job array the run is a task of; its pending points never
+        start, so they are recorded cancelled here (the running ones record it)."""
+        job = status.get("array_job")
+        if not job:
+            raise RunError("the run is not a task of a job array (a sweep's point)")
+        points = [r for r in rd.list_runs(Path(runs_dir))
+                  if r.status.get("array_job") == job and r.raw_state in rd.LIVE_STATES]
+        pending = [r.path for r in points if (self._job(r.status) or ("",))[0] == "PENDING"]
+        got = _slurm(["scancel", str(job)])
+        if got.returncode != 0:
+            raise RunError(f"scancel {job} failed: {_first_line(got.stderr)}")
+        self.queue.forget()
+        _never_started(pending, "cancelled while pending", "cancelled")
+        return (f"scancel {job}: the array's {len(points)} live points "
+                f"({len(pending)} pending will not start)")
+
+
+def _never_started(run_dirs: list[Path], error: str, state: str = "failed") -> None:
+    """Runs whose job will not start record that themselves: nothing else will."""
+    for run_dir in run_dirs:
+        rd.update_status(run_dir, state=state, ended=rd.now_iso(), error=error)
 
 
 EXECUTOR = SlurmExecutor()

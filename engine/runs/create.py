@@ -154,11 +154,10 @@ def _create_points(config: Config, name: str, points: list[tuple], runs_dir: Pat
     return results, created
 
 
-def prepare_sweep(config: Config, name: str, overrides: list[str],
-                  runs_dir: Path) -> list[tuple[Path, Path | None]]:
-    """For an executor that queues every run as its own job: a queued run directory for
-    each point not done yet, and first for each missing dependency's chain; each with
-    the run it must wait for (None: none)."""
+def prepare_sweep(config: Config, name: str, overrides: list[str], runs_dir: Path
+                  ) -> tuple[list[tuple[Path, Path | None]], list[tuple[Path, Path | None]]]:
+    """For a batch executor: a queued run directory for each missing dependency's chain,
+    and for each point not done yet; each with the run it must wait for (None: none)."""
     if config.plan(name) is None:
         raise RunError(f"no sweep or ablation named {name!r}")
     points = _points(config, name, overrides)
@@ -171,7 +170,7 @@ def prepare_sweep(config: Config, name: str, overrides: list[str],
                 before = run_dir
             last[dep] = before
     _, created = _create_points(config, name, points, runs_dir, echo=False)
-    return out + [(run_dir, last.get(needs(s))) for *_, run_dir, s in created]
+    return out, [(run_dir, last.get(needs(s))) for *_, run_dir, s in created]
 
 
 def _same_settings(run_dir: Path, s: Settings) -> bool:

@@ -42,15 +42,28 @@ def launch_detached(config, name: str, overrides: list[str], runs_dir: Path,
 
 
 def launch_sweep_detached(config, name: str, overrides: list[str], runs_dir: Path) -> Path:
-    if batch := _batch(config):  # every point its own job, after its dependency's
+    if batch := _batch(config):  # dependencies one job each; the points job arrays
         jobs, out = {}, runs_dir / ".launch"
-        for run_dir, after in prepare_sweep(config, name, overrides, runs_dir):
+        chains, points = prepare_sweep(config, name, overrides, runs_dir)
+        for run_dir, after in chains:
             jobs[run_dir], out = batch.submit_run(
                 config.lab, run_dir, runs_dir, config.root, [jobs[after]] if after else [])
+        for after, run_dirs in _grouped(points).items():
+            out = batch.submit_array(config.lab, run_dirs, runs_dir, config.root,
+                                     [jobs[after]] if after else [])
         return out
     argv = _engine_argv("sweep", name, config, runs_dir, overrides)
     return launch.get(config.lab.executor).submit(argv, runs_dir, config.root,
                                            f"sweep-{name}-{rd.new_run_id()}")
+
+
+def _grouped(points: list[tuple[Path, Path | None]]) -> dict:
+    """The points by the run they wait for: one array each (a point with its own wait
+    would hold back the others, and an array has one dependency for all its tasks)."""
+    out: dict = {}
+    for run_dir, after in points:
+        out.setdefault(after, []).append(run_dir)
+    return out
 
 
 def resume_detached(run_dir: Path, runs_dir: Path) -> Path:

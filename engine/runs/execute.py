@@ -213,6 +213,43 @@ def _train_in_slot(run_dir: Path, meta: dict, s: Settings, resume: bool, queue: 
         executor.release_slot()
 
 
+def resumable(run_dir: Path) -> rd.Run:
+    """The run, or RunError saying why it cannot be resumed."""
+    run = launch.load_run(run_dir)
+    if run is None:
+        raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
+    if run.state in rd.LIVE_STATES:
+        raise RunError(f"{run_dir} is still {run.state} (job {run.status.get('job_id')})")
+    if run.state == "done":
+        raise RunError(f"{run_dir} is already done")
+    if run.state == rd.DAMAGED:
+        raise RunError(f"{run_dir} is damaged ({run.status['error']}): not resumed; its "
+                       "other files are untouched")
+    return run
+
+
+def reshape(run_dir: Path, gpus: int | None = None,
+            nodes: int | None = None) -> tuple[dict, Settings]:
+    """The run's recorded settings with `gpus` (processes per machine) and `nodes`
+    (machines) changed for the rest of it, written to its config.toml and said in its log.
+    batch_size is the global batch, so the recipe stays the same."""
+    meta, s = _recorded(run_dir)
+    changes = {k: v for k, v in (("gpus", gpus), ("nodes", nodes))
+               if v is not None and v != getattr(s, k)}
+    if not changes:
+        return meta, s
+    before = ", ".join(f"{k} = {getattr(s, k)}" for k in changes)
+    s = apply_overrides(s, [f"{k}={v}" for k, v in changes.items()])
+    meta["settings"].update(changes)
+    rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
+        {"run": {k: v for k, v in meta.items() if k != "settings"},
+         "settings": meta["settings"]}))
+    after = ", ".join(f"{k} = {v}" for k, v in changes.items())
+    with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
+        f.write(f"resume: {after} from here (was {before})\n")
+    return meta, s
+
+
 def rerun_run(run_dir: Path, queue: bool = True, echo: bool = True, *,
               train: Train) -> tuple[Path, str]:
     """A new run beside `run_dir` with exactly its recorded settings, seed and starting
@@ -236,26 +273,12 @@ def rerun_run(run_dir: Path, queue: bool = True, echo: bool = True, *,
 
 
 def resume_run(run_dir: Path, queue: bool = True, echo: bool = True,
-               gpus: int | None = None, *, train: Train) -> str:
-    """Continue a stopped run from its last checkpoint; `gpus` changes how many processes
-    train it from here (batch_size is the global batch, so the recipe stays the same)."""
-    run = launch.load_run(run_dir)
-    if run is None:
-        raise RunError(f"{run_dir} is not a run directory (no {rd.STATUS})")
-    if run.state in rd.LIVE_STATES:
-        raise RunError(f"{run_dir} is still {run.state} (job {run.status.get('job_id')})")
-    if run.state == "done":
-        raise RunError(f"{run_dir} is already done")
-    if run.state == rd.DAMAGED:
-        raise RunError(f"{run_dir} is damaged ({run.status['error']}): not resumed; its "
-                       "other files are untouched")
-    meta, s = _recorded(run_dir)
-    if gpus is not None and gpus != s.gpus:
-        before, s = s.gpus, apply_overrides(s, [f"gpus={gpus}"])
-        meta["settings"]["gpus"] = gpus
-        rd.atomic_write_text(run_dir / rd.CONFIG, rd.dump_toml(
-            {"run": {k: v for k, v in meta.items() if k != "settings"},
-             "settings": meta["settings"]}))
-        with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
-            f.write(f"resume: gpus = {gpus} from here (was {before})\n")
+               gpus: int | None = None, nodes: int | None = None, *, train: Train) -> str:
+    """Continue a stopped run from its last checkpoint in this process; `gpus` and `nodes`
+    change how many processes train it from here (reshape)."""
+    resumable(run_dir)
+    if (nodes or _recorded(run_dir)[1].nodes) > 1:
+        raise RunError(f"{run_dir.name} trains over several machines: this process cannot "
+                       "run it; resume it with --nodes 1, or as a Slurm job")
+    meta, s = reshape(run_dir, gpus, nodes)
     return _train_in_slot(run_dir, meta, s, True, queue, echo, train)

@@ -83,7 +83,7 @@ def test_a_cancelled_two_process_run_resumes_on_one_and_back(tiny_config):
     assert steps == sorted(set(steps)) and steps[-1] == 50
     assert tomllib.loads((run.path / rd.CONFIG).read_text())["settings"]["gpus"] == 1
     log = (run.path / rd.LOG).read_text()
-    assert "resume: gpus = 1 from here (was 2)" in log and "resume: from epoch" in log
+    assert "resume: gpus = 1 from here (was gpus = 2)" in log and "resume: from epoch" in log
 
     # and back: two processes start from the one-process run's weights
     best = run.path / "checkpoints" / "best.pt"
