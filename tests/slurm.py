@@ -114,6 +114,8 @@ MpiDefault=none
 ReturnToService=2
 KillWait=10
 MinJobAge=300
+{"SlurmdTimeout=10  # a node whose slurmd died is down (its job requeued) in ~10 s"
+ if net else ""}
 {node_lines}
 PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
 """)
@@ -225,10 +227,7 @@ def start(root: Path, nodes: int = 1) -> dict:
         (root / "munged.ours").touch()  # stopped with the cluster
     daemons = [["/usr/sbin/slurmctld", "-i", "-f", str(conf)]]
     daemons += [["/usr/sbin/slurmd", "-N", "localhost", "-f", str(conf)]] if net is None else [
-        # nsenter, not `ip netns exec`: that also remounts /sys, without its cgroup tree
-        ["nsenter", f"--net=/run/netns/{net.ns(node)}", "/usr/sbin/slurmd", "-N", node,
-         "-f", str(conf)]
-        for node in net.nodes]
+        _slurmd(net.ns(node), node, conf) for node in net.nodes]
     for cmd in daemons:
         got = _run(cmd, env=env)
         if got.returncode != 0:
@@ -243,6 +242,20 @@ def start(root: Path, nodes: int = 1) -> dict:
     logs = "".join(p.read_text(errors="replace")[-300:] for p in root.glob("slurm*.log"))
     stop(root)
     raise Unavailable(f"the Slurm nodes did not become idle in 60 s: {logs!r}")
+
+
+def _slurmd(ns: str, node: str, conf: Path) -> list[str]:
+    # nsenter, not `ip netns exec`: that also remounts /sys, without its cgroup tree
+    return ["nsenter", f"--net=/run/netns/{ns}", "/usr/sbin/slurmd", "-N", node, "-f", str(conf)]
+
+
+def start_node(root: Path, node: str) -> None:
+    """Start node's slurmd again (a test killed it: the node was lost) in its namespace."""
+    ns = next(n for n in (Path(root) / "net").read_text().split()[1:] if n.endswith(node))
+    got = _run(_slurmd(ns, node, Path(root) / "slurm.conf"),
+               env=dict(os.environ, SLURM_CONF=str(Path(root) / "slurm.conf")))
+    if got.returncode != 0:
+        raise RuntimeError(f"slurmd {node} did not start: {got.stderr.strip()[-200:]}")
 
 
 def stop(root: Path) -> None:

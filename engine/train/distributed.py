@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import struct
 import threading
@@ -36,6 +37,7 @@ class Ranks:
     threads: int = 0  # rank 0 on the CPU: torch's thread count before the run
     per_node: int = 0  # ranks on this machine (0: all of them)
     hosts: tuple = ()  # each rank's host, in rank order (join)
+    addresses: tuple = ()  # each rank's address towards rank 0 (join; lost() reads them)
 
     @property
     def main(self) -> bool:
@@ -101,33 +103,55 @@ def join(ranks: Ranks, device: torch.device) -> torch.device:
         ranks.threads = torch.get_num_threads()
         cores = int(os.environ.get("SLURM_CPUS_ON_NODE") or 0) or os.cpu_count() or 1
         torch.set_num_threads(max(1, cores // (ranks.per_node or ranks.world)))
-    if "GLOO_SOCKET_IFNAME" not in os.environ and (name := interface_to(
-            os.environ.get("MASTER_ADDR", ""))):
+    address, name = _route_to(os.environ.get("MASTER_ADDR", ""))
+    if "GLOO_SOCKET_IFNAME" not in os.environ and name:
         os.environ["GLOO_SOCKET_IFNAME"] = name
     kw = {} if ranks.init_method == "env://" else {"rank": ranks.rank, "world_size": ranks.world}
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                             init_method=ranks.init_method, device_id=device
                             if device.type == "cuda" else None, **kw)
-    hosts = [None] * ranks.world
-    dist.all_gather_object(hosts, os.environ.get("SLURMD_NODENAME") or socket.gethostname())
-    ranks.hosts = tuple(hosts)
+    mine = [None] * ranks.world
+    dist.all_gather_object(mine, (os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                                  address))
+    ranks.hosts, ranks.addresses = (tuple(x) for x in zip(*mine))
     return device
 
 
-def interface_to(address: str) -> str | None:
-    """The network interface this machine reaches `address` through, when that is not
-    loopback: gloo would otherwise bind to whatever the host name resolves to, which on
-    a cluster node is often an address the other nodes cannot reach."""
-    if not address or address in ("localhost", "127.0.0.1"):
+GLOO_PEER = re.compile(r"\[([0-9.]+)\]:\d+")
+
+
+def lost(ranks: Ranks, exc: BaseException) -> str | None:
+    """One line for a collective that failed because another rank went away (gloo names
+    the peer's address; its process was killed, or its node lost): which rank, on which
+    host. None for any other error."""
+    text = str(exc).split(" This is typically")[0].strip()
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text).rstrip(".")
+    peer = GLOO_PEER.search(text)
+    if not isinstance(exc, RuntimeError) or peer is None:
         return None
+    others = [r for r, a in enumerate(ranks.addresses) if a == peer[1] and r != ranks.rank]
+    hosts = {ranks.hosts[r] for r in others}
+    who = (f"rank {others[0]} on {ranks.hosts[others[0]]}" if len(others) == 1 else
+           f"a rank on {hosts.pop()}" if len(hosts) == 1 else f"the rank at {peer[1]}")
+    return f"{who} was lost ({text}); engine resume continues from the last epoch"
+
+
+def _route_to(address: str) -> tuple[str | None, str | None]:
+    """This machine's address towards `address`, and the network interface it is on when
+    that is not loopback: gloo would otherwise bind to whatever the host name resolves
+    to, which on a cluster node is often an address the other nodes cannot reach."""
+    if not address or address in ("localhost", "127.0.0.1"):
+        return "127.0.0.1", None
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect((address, 9))  # UDP: picks the route, sends nothing
             mine = s.getsockname()[0]
     except OSError:
-        return None
-    if mine.startswith("127."):
-        return None
+        return None, None
+    return mine, (None if mine.startswith("127.") else _interface_of(mine))
+
+
+def _interface_of(mine: str) -> str | None:
     for _, name in socket.if_nameindex():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             try:

@@ -67,7 +67,8 @@ def execute(run_dir: Path, s: Settings, init_from: str = "", resume: bool = Fals
     except Exception as exc:  # the run fails; the traceback goes to its log, not the user
         state, error = "failed", _disk_full(exc, run_dir)
         if error is None:
-            error = f"{type(exc).__name__}: {exc}"
+            error = (distributed.lost(ranks, exc) if ranks.distributed else None) or (
+                f"{type(exc).__name__}: {exc}")
             with open(run_dir / rd.LOG, "a", encoding="utf-8") as f:
                 f.write(traceback.format_exc())
         log(f"failed: {error}")

@@ -1,9 +1,14 @@
 """Past one box, on a real Slurm of two nodes on this machine (the slurm_nodes fixture:
 two slurmd in network namespaces of their own on a bridge the test makes, tests/slurm.py):
 one run over both nodes that learns exactly as two processes on one host do, a sweep as
-one job array, cancelled as a whole, and a run of two nodes resumed on one."""
+one job array, cancelled as a whole, a run of two nodes resumed on one, and the faults of
+one node: its process killed (the run fails, naming the host) or the node lost (Slurm
+requeues the job; the run resumes with every epoch once)."""
 import math
+import os
+import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import engine, wait_until, write_lab
@@ -132,6 +137,54 @@ def test_a_run_over_two_nodes_resumes_on_one(lab):
     assert [m["epoch"] for m in epochs(run_dir)] == list(range(1, 11))  # each epoch once
     assert "resume: nodes = 1 from here (was nodes = 2)" in (run_dir / rd.LOG).read_text()
     assert rd.read_config(run_dir)["settings"]["nodes"] == 1
+
+
+def rank_pid(run_dir: Path, rank: int) -> int | None:
+    """The pid of the run's process of that rank (srun's task), wherever its node is."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, NotADirectoryError):
+            continue
+        if (argv[:3] and argv[1:3] == [b"-m", b"engine"] and str(run_dir).encode() in argv
+                and f"SLURM_PROCID={rank}".encode() in env):
+            return int(entry.name)
+    return None
+
+
+def test_a_process_killed_on_one_node_fails_the_run_in_one_line_naming_the_host(lab):
+    run_dir = launch(lab, "scratch", "nodes=2", "epochs=200")
+    wait_until(lambda: rd.read_json(run_dir / rd.STATUS).get("step", 0) > 0, "a step")
+    os.kill(wait_until(lambda: rank_pid(run_dir, 1), "rank 1's process"), signal.SIGKILL)
+    run = ended(run_dir)
+    error = run.status["error"]
+    assert run.state == "failed", (run_dir / rd.LOG).read_text()[-600:]
+    assert error.startswith("rank 1 on n2 was lost (") and "\n" not in error, error
+    assert f"failed: {error}" in (run_dir / rd.LOG).read_text()
+
+
+def test_a_node_lost_mid_run_is_requeued_by_slurm_and_runs_every_epoch_once(lab,
+                                                                           slurm_nodes):
+    import slurm as cluster
+
+    root = Path(slurm_nodes["SLURM_CONF"]).parent
+    run_dir = launch(lab, "scratch", "nodes=2", "epochs=6")
+    wait_until(lambda: rd.read_json(run_dir / rd.STATUS).get("epoch", 0) >= 1, "an epoch")
+    job = rd.load_run(run_dir).status["job_id"]
+    # n2 goes dark: its slurmd dies and the run's process there hangs, so the run cannot
+    # end before Slurm finds the node down (SlurmdTimeout) and requeues the job
+    os.kill(rank_pid(run_dir, 1), signal.SIGSTOP)
+    os.kill(int((root / "slurmd-n2.pid").read_text()), signal.SIGKILL)
+    try:
+        wait_until(lambda: job_fields(job).get("Restarts") == "1", "Slurm to requeue the job")
+    finally:  # the node comes back (its slurmd ends what was left of the job there)
+        cluster.start_node(root, "n2")
+    run = ended(run_dir)
+    assert run.state == "done", (run_dir / rd.LOG).read_text()[-600:]
+    assert [m["epoch"] for m in epochs(run_dir)] == list(range(1, 7))  # each epoch once
+    assert run.status["restarts"] == 1 and run.status["hosts"] == ["n1", "n2"]
+    assert "resume: from epoch" in (run_dir / rd.LOG).read_text()
 
 
 def test_nodes_outside_slurm_is_one_line_and_nothing_runs(tmp_path):
