@@ -73,7 +73,7 @@ class RotundaApp(App):
 
     def __init__(self, config_path: str | Path = "experiments.toml",
                  runs_dir: str | Path | None = None, gpu: bool = True,
-                 poll_s: float = 0.5) -> None:
+                 poll_s: float = 1.0) -> None:
         super().__init__()
         self.config_path = Path(config_path)
         self.watcher = Watcher(Lab(config_path, runs_dir), GpuMonitor(enabled=gpu))
@@ -97,9 +97,14 @@ class RotundaApp(App):
         self.query_one("#filter", Input).display = False
         self.watch_lab()
 
+    _views: list = []  # the views and the GPU bar, found once (a query walks the DOM)
+    _bars: list = []
+
     @property
     def views(self) -> list[View]:
-        return list(self.query(View))
+        if not self._views or not self._views[0].is_attached:
+            self._views = list(self.query(View))
+        return self._views
 
     @property
     def active_view(self) -> View:
@@ -130,7 +135,9 @@ class RotundaApp(App):
         self.snapshot, self.poll_error = snap, None
         for view in views:
             view.consume(snap)
-        for bar in self.query(GpuBar):  # none while quitting
+        if not self._bars or not self._bars[0].is_attached:
+            self._bars = list(self.query(GpuBar))  # none while quitting
+        for bar in self._bars:
             bar.show(snap)
         if before.config_version and snap.config_version != before.config_version:
             self.notify(snap.config_error or "experiments.toml reloaded",

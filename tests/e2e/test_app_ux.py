@@ -4,6 +4,7 @@ import html
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 from conftest import app_until, engine, write_lab
@@ -86,6 +87,46 @@ async def test_runs_show_steps_and_a_live_eta_that_fit(tmp_path, lab, size):
         eta = row["ETA"]
         await pilot.pause(1.5)
         assert cells(table, key)["ETA"] != eta  # it counts down between epochs
+
+
+async def test_a_live_row_follows_its_run_and_its_column_widens_with_it(tmp_path, lab):
+    runs = tmp_path / "runs"
+    key = str(live_run(runs, "scratch", "20261125-110000-bbbb", "running"))
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("2")
+        table = app.query_one("#runs-table")
+        await app_until(pilot, lambda: key in [k.value for k in table.rows], "the live row")
+        done = cells(table, str(runs / "rot" / "20261125-100000-aaaa"))
+        rd.update_status(Path(key), step=38)  # training on: only its cells move
+        await app_until(pilot, lambda: cells(table, key)["Epoch"] == "1/4 (38/100)",
+                        "the step to move")
+        assert cells(table, str(runs / "rot" / "20261125-100000-aaaa")) == done
+        rd.update_status(Path(key), epoch=1, step=1234, steps=10000)  # a wider cell
+        wide = "1/4 (1234/10000)"
+        await app_until(pilot, lambda: cells(table, key)["Epoch"] == wide, "the wider cell")
+        column = next(c for c in table.columns.values() if str(c.label).startswith("Epoch"))
+        assert column.content_width >= len(wide)
+
+
+async def test_a_run_that_ends_while_another_tab_shows_is_told_on_the_run_tab(tmp_path,
+                                                                               lab):
+    run = live_run(tmp_path / "runs", "scratch", "20261125-110000-bbbb", "running")
+    app = RotundaApp(lab, gpu=False, poll_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app, 2)
+        await pilot.press("3")  # the running run
+        title = app.query_one("#run-title")
+        await app_until(pilot, lambda: str(title.render()).startswith("running"), "running")
+        await pilot.press("2")
+        rd.update_status(run, state="failed", ended=rd.now_iso(), error="boom")
+        await app_until(pilot, lambda: app.snapshot.row(str(run)).state == "failed",
+                        "the failure in a snapshot")
+        await pilot.pause(0.3)
+        await pilot.press("3")
+        await app_until(pilot, lambda: str(title.render()).startswith("failed"),
+                        "the Run tab to tell the failure")
 
 
 async def test_latest_shows_the_result_and_fits_at_100(lab):

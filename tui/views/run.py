@@ -170,7 +170,8 @@ class RunView(View):
             self.query_one("#run-title", Static).update(run_title(r))
 
     def redraw(self) -> None:
-        if self.dirty and self.drawn is not None:
+        # hidden (another tab): drawn when shown, the next tick after, as still dirty
+        if self.dirty and self.drawn is not None and self.display:
             self.dirty = False
             r = self.snap.row(self.current)
             fit = ()

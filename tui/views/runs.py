@@ -150,6 +150,7 @@ class RunsView(View):
     shown: dict = {}  # run key -> the cells on screen
     made: dict = {}  # run key -> (its RunRow, marked, its cells, their widths)
     columns: list = []  # the column names on screen
+    filled_width = 0  # the view's width when the columns were last fitted
     marked: list = []  # run keys marked with space, oldest mark first
 
     def compose(self) -> ComposeResult:
@@ -173,6 +174,8 @@ class RunsView(View):
         """Refill when runs came, went, changed state or order; else update the live
         rows' cells."""
         table = self.query_one("#runs-table", Table)
+        if not structure_changed and self.live_only(table):
+            return
         rows = table.ordered([r for r in self.snap.rows if keep_run(self.where, r)],
                              lambda r, col: SORT_BY[col](r))
         cells, sizes, made, marked = {}, [], {}, set(self.marked)
@@ -194,21 +197,51 @@ class RunsView(View):
         self.made = made
         most = widest(sizes)
         # outer_size: a hidden view's size asks the compositor for a map of every widget
-        columns = fitting_columns(most, self.outer_size.width, table.sort_column)
+        self.filled_width = self.outer_size.width
+        columns = fitting_columns(most, self.filled_width, table.sort_column)
         if structure_changed or columns != self.columns \
-                or list(cells) != [k.value for k in table.rows]:
+                or any(w > (table.known_widths or {}).get(n, 0) for n, w in most.items()) \
+                or list(cells) != [k.value for k in table.rows]:  # wider: its column too
             table.known_widths = most
             self.refill(table, cells, columns)
             return
         for r in rows:
             if r.key not in cells:  # in a folded group
                 continue
-            if r.state in rd.LIVE_STATES:  # only the cells whose text moved
-                old = self.shown.get(r.key, ())
-                for i, ((col, _), cell) in enumerate(zip(COLUMNS, cells[r.key])):
-                    if col in columns and (i >= len(old) or str(cell) != str(old[i])):
-                        table.update_cell(r.key, col, cell)
-                self.shown[r.key] = cells[r.key]
+            if r.state in rd.LIVE_STATES:
+                self.update_row(table, r.key, cells[r.key])
+
+    def live_only(self, table: Table) -> bool:
+        """Unfiltered, unsorted, ungrouped and no wider: only the rows that moved (live
+        ones; a finished run's row is the same object poll after poll) are made again,
+        without a pass over every run. False when the full fill is needed."""
+        if self.where or self.group_by or table.sort_column is not None or not self.shown \
+                or self.outer_size.width != self.filled_width:
+            return False
+        moved, marked = [], set(self.marked)
+        for r in self.snap.rows:
+            got = self.made.get(r.key)
+            if got is not None and got[0] is r and got[1] == (r.key in marked):
+                continue
+            if got is None or r.key not in self.shown or r.state not in rd.LIVE_STATES:
+                return False
+            row = run_cells(r, r.key in marked)
+            size = widths(row)
+            if any(w > table.known_widths.get(name, 0) for (name, _), w in zip(COLUMNS, size)):
+                return False  # wider than its column was made: the columns may change
+            moved.append((r, row, size))
+        for r, row, size in moved:
+            self.made[r.key] = (r, r.key in marked, row, size)
+            self.update_row(table, r.key, row)
+        return True
+
+    def update_row(self, table: DataTable, key: str, cells: list) -> None:
+        """Only the cells whose text moved."""
+        old = self.shown.get(key, ())
+        for i, ((col, _), cell) in enumerate(zip(COLUMNS, cells)):
+            if col in self.columns and (i >= len(old) or str(cell) != str(old[i])):
+                table.update_cell(key, col, cell)
+        self.shown[key] = cells
 
     def refill(self, table: DataTable, cells: dict, columns: list[str]) -> None:
         selected = selected_key(table)
