@@ -114,7 +114,7 @@ MpiDefault=none
 ReturnToService=2
 KillWait=10
 MinJobAge=300
-{"SlurmdTimeout=10  # a node whose slurmd died is down (its job requeued) in ~10 s"
+{"SlurmdTimeout=20  # a node whose slurmd died is down (its job requeued) in ~20 s"
  if net else ""}
 {node_lines}
 PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP

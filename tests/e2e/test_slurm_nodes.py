@@ -47,6 +47,34 @@ def lab(slurm_nodes, tmp_path, monkeypatch):
             for r in rd.list_runs(tmp_path / "runs")]
     if ours := [j for j in ours if j]:  # nothing a failed test left holds the nodes
         subprocess.run(["scancel", *ours], capture_output=True)
+    healthy()
+
+
+def healthy() -> None:
+    """Every node idle again before the next test: a node that a busy machine's slurmd
+    left down or drained (its reason printed) is resumed."""
+    def idle():
+        states = slurm("sinfo", "-h", "-N", "-o", "%N %T").split("\n")
+        sick = [line.split()[0] for line in states if line.split()[1].rstrip("*~#")
+                in ("down", "drained", "draining", "drain", "fail")]
+        if sick:
+            print("resuming", sick, slurm("sinfo", "-h", "-R"))
+            subprocess.run(["scontrol", "update", f"NodeName={','.join(sick)}",
+                            "State=RESUME"], capture_output=True)
+        return not slurm("squeue", "-h") and all(line.split()[1] == "idle"
+                                                 for line in states)
+    wait_until(idle, "both nodes idle", timeout=120)
+
+
+def training(run_dir: Path) -> None:
+    """Wait for the run's first step; if it never comes, say what Slurm says."""
+    try:
+        wait_until(lambda: rd.read_json(run_dir / rd.STATUS).get("step", 0) > 0, "a step",
+                   timeout=240)
+    except BaseException:
+        print(slurm("squeue", "-h", "-o", "%i %T %r %N"), slurm("sinfo", "-h", "-R"),
+              slurm("sinfo", "-h", "-N", "-o", "%N %T"))
+        raise
 
 
 def ended(run_dir):
@@ -128,7 +156,7 @@ def test_cancelling_the_array_cancels_running_and_pending_points(lab):
 
 def test_a_run_over_two_nodes_resumes_on_one(lab):
     run_dir = launch(lab, "scratch", "nodes=2", "epochs=10")
-    wait_until(lambda: rd.read_json(run_dir / rd.STATUS).get("step", 0) > 0, "a step")
+    training(run_dir)
     engine("cancel", run_dir, "--config", lab, check=True)
     assert ended(run_dir).state == "cancelled"
     out = engine("resume", run_dir, "--nodes", "1", "--config", lab, check=True).stdout
@@ -155,7 +183,7 @@ def rank_pid(run_dir: Path, rank: int) -> int | None:
 
 def test_a_process_killed_on_one_node_fails_the_run_in_one_line_naming_the_host(lab):
     run_dir = launch(lab, "scratch", "nodes=2", "epochs=200")
-    wait_until(lambda: rd.read_json(run_dir / rd.STATUS).get("step", 0) > 0, "a step")
+    training(run_dir)
     os.kill(wait_until(lambda: rank_pid(run_dir, 1), "rank 1's process"), signal.SIGKILL)
     run = ended(run_dir)
     error = run.status["error"]
