@@ -125,6 +125,7 @@ TASKS = {t.name: t for t in (
              "sharpening",
              {"out_dim": Option(4096, minimum=1, help="prototypes"),
               "hidden": Option(2048, minimum=1), "bottleneck": Option(256, minimum=1),
+              "head_bn": Option(True, help="BatchNorm in the head's hidden layers"),
               "student_temp": Option(0.1, minimum=0.0),
               "teacher_temp": Option(0.07, minimum=0.0, help="after the warm-up"),
               "warmup_teacher_temp": Option(0.04, minimum=0.0),

@@ -367,6 +367,14 @@ def settings_dict(s: Settings) -> dict:
                 else v) for f, v in ((f, getattr(s, f)) for f in FIELDS)}
 
 
+# Settings added after runs were recorded without them: such a run resumes as it was made
+# (its checkpoint holds no head BatchNorm, say), not with the new default.
+RECORDED_WITHOUT = {"dino_head_bn": False}
+
+
 def settings_from_dict(table: dict, source: str) -> Settings:
     """Rebuild Settings from a run's config.toml [settings] table."""
+    owners = option_settings()
+    table = {**{k: v for k, v in RECORDED_WITHOUT.items()
+                if k not in table and table.get("task") == owners[k][0]}, **table}
     return with_settings(Settings(), table, Where("[settings] ", source))

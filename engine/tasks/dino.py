@@ -31,6 +31,7 @@ class DINO(TwoViews):
 
         def head():
             return DINOProjectionHead(width, s.dino_hidden, s.dino_bottleneck, s.dino_out_dim,
+                                      batch_norm=s.dino_head_bn,
                                       freeze_last_layer=s.dino_freeze_last_layer)
 
         self.head = head()

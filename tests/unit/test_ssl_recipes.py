@@ -13,7 +13,7 @@ from torch import nn
 
 from engine import tasks
 from engine.core.errors import ConfigError
-from engine.core.settings import Settings, apply_overrides
+from engine.core.settings import Settings, apply_overrides, settings_dict, settings_from_dict
 from engine.measure.flops import count
 from engine.perf import paleo
 from engine.train.step import Stepper
@@ -152,6 +152,25 @@ def test_dino_clips_each_parameters_gradient_on_its_own():
         torch.testing.assert_close(p.grad, g0 * coef if coef < 1 else g0)
     assert any(g0.norm() > 0.011 for g0 in raw)  # some were clipped
     assert not any(p.grad is not None for p in task.teacher.parameters())
+
+
+def test_dino_head_normalises_its_hidden_layers_unless_told_not_to():
+    def norms(task):
+        return sum(isinstance(m, nn.BatchNorm1d) for m in task.head.modules())
+
+    # lightly's CIFAR-10 head (without it the lab's short runs collapse to uniform output)
+    assert norms(_dino()[0]) == 2
+    assert norms(_dino(dino_head_bn=False)[0]) == 0  # the official head
+
+
+def test_a_dino_run_recorded_before_head_bn_resumes_without_it():
+    old = settings_dict(Settings(task="dino"))
+    del old["dino_head_bn"]
+    assert settings_from_dict(old, "config.toml").dino_head_bn is False
+    # another task's recorded settings are not changed by it (a rerun is not forced)
+    other = settings_dict(Settings(task="simclr"))
+    del other["dino_head_bn"]
+    assert settings_from_dict(other, "config.toml") == Settings(task="simclr")
 
 
 def test_ema_decays_and_temperatures_are_checked_in_one_line():
