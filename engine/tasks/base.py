@@ -52,6 +52,11 @@ class Task:
     def after_step(self, model, step: int, total_steps: int) -> None:
         """After the optimiser's update (momentum encoders follow the model here)."""
 
+    def collapsed(self, epoch: int, train_loss: float) -> str | None:
+        """Why the epoch's training loss says the task's own head has collapsed (a collapse
+        the backbone's spread need not show), or None."""
+        return None
+
     def state_dict(self) -> dict:
         """What a resume needs of the task's own state: build()'s modules, with their
         buffers (queues, centres)."""

@@ -4,15 +4,20 @@ is centred (a running mean, the loss's `center` buffer) and sharpened (a low tem
 warmed up over the first epochs): the two together keep it from collapsing. Two global
 views only: at 32 px there is little left for multi-crop's small crops. As the official
 code: the prototypes layer stays fixed for the first dino_freeze_last_layer epochs and
-each student parameter's gradient norm is clipped at dino_clip_grad."""
+each student parameter's gradient norm is clipped at dino_clip_grad. As lightly's CIFAR-10
+benchmark, BatchNorm in the head's hidden layers (dino_head_bn): without it short SGD runs
+collapse to uniform outputs (docs/ssl.md)."""
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 
 from engine.tasks.ssl import TwoViews
+
+UNIFORM_TOLERANCE = 0.001  # of ln(out_dim)
 
 
 class DINO(TwoViews):
@@ -84,6 +89,16 @@ class DINO(TwoViews):
         update_momentum(model, self.teacher[0], m)
         update_momentum(self.head, self.teacher[1], m)
         self.epoch = (step + 1) * self.s.epochs // total_steps
+
+    def collapsed(self, epoch: int, train_loss: float) -> str | None:
+        # Uniform collapse (the paper's section 5.3): centring wins, teacher and student
+        # give every prototype the same probability and the loss sits at ln(out_dim). A
+        # learning run is well below it after its first epoch.
+        uniform = math.log(self.s.dino_out_dim)
+        if epoch > 1 and abs(train_loss - uniform) < UNIFORM_TOLERANCE * uniform:
+            return (f"DINO's loss is {train_loss:.4f}, ln {self.s.dino_out_dim} = "
+                    f"{uniform:.4f}: its outputs are uniform over the prototypes")
+        return None
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "epoch": self.epoch}

@@ -303,6 +303,9 @@ class Run:
                   "rss_peak_mb": records.rss_peak_mb(),
                   "epoch_s": time.time() - result.started}
         preds = record.pop("preds")
+        why = self.task.collapsed(epoch, result.train_loss)
+        if why and self.main:
+            self.flag_collapse(why)
         watched = record.get("val_loss", record["test_loss"])
         if watched is not None:  # every rank: the same figures, so the same learning rate
             self.plateau.update(watched, s)
@@ -349,11 +352,17 @@ class Run:
             out["knn_acc"] = probe.knn_accuracy(train_f, train_y, test_f, test_y, s.knn_k,
                                                 s.knn_t)
             out["spread"] = probe.spread(test_f)
-            if out["spread"] < probe.COLLAPSED and not self.status.get("collapsed"):
-                self.status["collapsed"] = True
-                self.log(f"collapse: the embeddings' spread is {out['spread']:.3f} (below "
-                         f"{probe.COLLAPSED}): they have collapsed towards one point")
+            if out["spread"] < probe.COLLAPSED:
+                self.flag_collapse(f"the embeddings' spread is {out['spread']:.3f} (below "
+                                   f"{probe.COLLAPSED}): they have collapsed towards one point")
         return out
+
+    def flag_collapse(self, why: str) -> None:
+        """status.json's collapsed flag (the app's and `engine runs`' mark) and the log's
+        line, once per run."""
+        if not self.status.get("collapsed"):
+            self.status["collapsed"] = True
+            self.log(f"collapse: {why}")
 
     def features(self):
         """Backbone features of the train and test splits (no augmentation)."""

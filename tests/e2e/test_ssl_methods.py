@@ -56,6 +56,16 @@ def test_method_trains_two_epochs_on_cpu(task, cfg):
     run = rd.list_runs(cfg.parent / "runs", "scratch")[0]
     assert run.state == "done"
     _check(run, 2)
+    assert "collapsed" not in run.status
+
+
+def test_dino_whose_outputs_stay_uniform_is_flagged_collapsed(cfg):
+    # no sharpening (every temperature 10): centring alone, the paper's uniform collapse
+    temps = [f"--set=dino_{t}_temp=10" for t in ("student", "teacher", "warmup_teacher")]
+    engine(*_args("dino", 2, cfg), *temps, check=True)
+    run = rd.list_runs(cfg.parent / "runs", "scratch")[0]
+    assert run.state == "done" and run.status["collapsed"] is True
+    assert "collapse: DINO's loss is" in (run.path / rd.LOG).read_text()
 
 
 def test_byol_killed_after_an_epoch_resumes_and_records_every_epoch_once(cfg):

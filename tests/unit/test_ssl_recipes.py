@@ -5,6 +5,7 @@ stays fixed in the first epoch and gradients are clipped per parameter; PALEO's 
 count leaves out BatchNorm and ReLU. BYOL's paper-scale loss: test_ssl_losses.py."""
 import contextlib
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -161,6 +162,15 @@ def test_dino_head_normalises_its_hidden_layers_unless_told_not_to():
     # lightly's CIFAR-10 head (without it the lab's short runs collapse to uniform output)
     assert norms(_dino()[0]) == 2
     assert norms(_dino(dino_head_bn=False)[0]) == 0  # the official head
+
+
+def test_dino_loss_at_ln_of_its_prototypes_after_the_first_epoch_is_a_collapse():
+    task = _dino()[0]  # 16 prototypes
+    uniform = math.log(16)
+    assert "uniform over the prototypes" in task.collapsed(3, uniform * 1.0005)
+    assert task.collapsed(1, uniform) is None  # the first epoch starts there
+    assert task.collapsed(3, uniform - 0.1) is None  # learning
+    assert tasks.build(Settings(task="simclr")).collapsed(3, uniform) is None
 
 
 def test_a_dino_run_recorded_before_head_bn_resumes_without_it():
