@@ -66,11 +66,23 @@ def healthy() -> None:
     wait_until(idle, "both nodes idle", timeout=120)
 
 
+def has_trained(status: dict) -> bool:
+    """A step or a finished epoch in status.json (a step is written only every few
+    seconds, and a fast epoch's end resets it to 0 before then)."""
+    return status.get("step", 0) > 0 or status.get("epoch", 0) >= 1
+
+
 def training(run_dir: Path) -> None:
-    """Wait for the run's first step; if it never comes, say what Slurm says."""
+    """Wait until the run has trained; one that ends first fails at once with its log,
+    and one that never starts says what Slurm says."""
+    def trained():
+        status = rd.read_json(run_dir / rd.STATUS)
+        if status.get("state") in rd.FINAL_STATES:
+            raise AssertionError(f"the run ended {status['state']} before the test acted on "
+                                 f"it:\n{(run_dir / rd.LOG).read_text()[-1200:]}")
+        return has_trained(status)
     try:
-        wait_until(lambda: rd.read_json(run_dir / rd.STATUS).get("step", 0) > 0, "a step",
-                   timeout=240)
+        wait_until(trained, "a step or an epoch", timeout=240)
     except BaseException:
         print(slurm("squeue", "-h", "-o", "%i %T %r %N"), slurm("sinfo", "-h", "-R"),
               slurm("sinfo", "-h", "-N", "-o", "%N %T"))
@@ -144,8 +156,8 @@ def test_cancelling_the_array_cancels_running_and_pending_points(lab):
     engine("sweep", "lrs", "--detach", "--config", lab, "--set", "epochs=200", check=True)
     points = rd.list_runs(lab.parent / "runs", "lrs")
     # two run (concurrency 2) and two wait; cancel once both running ones have a step
-    wait_until(lambda: sum(rd.read_json(p.path / rd.STATUS).get("step", 0) > 0
-                           for p in points) == 2, "two points training")
+    wait_until(lambda: sum(has_trained(rd.read_json(p.path / rd.STATUS)) for p in points)
+               == 2, "two points training")
     out = engine("cancel", points[0].path, "--array", "--config", lab, check=True).stdout
     assert "the array's 4 live points (2 pending will not start)" in out
     for p in points:
@@ -155,14 +167,14 @@ def test_cancelling_the_array_cancels_running_and_pending_points(lab):
 
 
 def test_a_run_over_two_nodes_resumes_on_one(lab):
-    run_dir = launch(lab, "scratch", "nodes=2", "epochs=10")
+    run_dir = launch(lab, "scratch", "nodes=2", "epochs=60")  # cancelled long before its end
     training(run_dir)
     engine("cancel", run_dir, "--config", lab, check=True)
     assert ended(run_dir).state == "cancelled"
     out = engine("resume", run_dir, "--nodes", "1", "--config", lab, check=True).stdout
     run = rd.load_run(run_dir)
     assert run.state == "done", out
-    assert [m["epoch"] for m in epochs(run_dir)] == list(range(1, 11))  # each epoch once
+    assert [m["epoch"] for m in epochs(run_dir)] == list(range(1, 61))  # each epoch once
     assert "resume: nodes = 1 from here (was nodes = 2)" in (run_dir / rd.LOG).read_text()
     assert rd.read_config(run_dir)["settings"]["nodes"] == 1
 
