@@ -279,6 +279,7 @@ class RunScanner:
         self._order: list[str] | None = None  # the run dirs newest first, as last sorted
         self._last: list[Run] | None = None  # the last scan's answer
         self._live = False  # whether it held a run not finished
+        self._unready = False  # whether a run dir listed had no status.json yet
         self._index = RunIndex.open(self.runs_dir)
         self._recheck_s = self.RECHECK_FINAL_S  # longer where a recheck costs more
 
@@ -290,10 +291,13 @@ class RunScanner:
         if full:
             self._checked = now
         dirs, moved = self._run_dirs()
-        if not (full or moved or self._live) and self._last is not None:
+        if not (full or moved or self._live or self._unready) and self._last is not None:
             return self._last
-        pairs, cache, fresh = [], {}, moved
-        for d in dirs if moved or self._order is None else self._order:
+        # a dir listed before its status.json was written (a launch under way) is in no
+        # order yet: walk the listing again until it has one
+        relist = moved or self._unready or self._order is None
+        pairs, cache, fresh, unready = [], {}, moved, False
+        for d in dirs if relist else self._order:
             cached = self._cache.get(d)
             if cached and not full and cached[1].raw_state in FINAL_STATES:
                 cache[d] = cached
@@ -302,6 +306,7 @@ class RunScanner:
             sig = signature(d, STATUS, NOTES)
             if sig is None:
                 fresh = fresh or cached is not None  # its status.json went
+                unready = unready or cached is None
                 continue
             run = cached[1] if cached and cached[0] == sig else \
                 load_indexed(d, self._index, self.alive, sig)
@@ -309,7 +314,7 @@ class RunScanner:
             if run is not None:
                 cache[d] = (sig, run)
                 pairs.append((d, run))
-        self._cache = cache
+        self._cache, self._unready = cache, unready
         if full and self._last is not None:  # a recheck (not the first reading): 10,000
             # runs about every 10 s instead of 5
             self._recheck_s = max(self.RECHECK_FINAL_S,
@@ -319,7 +324,7 @@ class RunScanner:
         self._index.save()
         if not (fresh or self._live) and self._last is not None:
             return self._last  # a recheck that found every finished run as it was
-        if moved or self._order is None:  # a run's place never changes once it is listed
+        if relist:  # a run's place never changes once it is listed
             pairs.sort(key=lambda p: newest_first_key(p[1]), reverse=True)
             self._order = [d for d, _ in pairs]
         self._last = [run for _, run in pairs]

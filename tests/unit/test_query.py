@@ -73,3 +73,22 @@ def test_an_idle_lab_costs_a_poller_no_walk_and_a_new_run_is_seen(tmp_path):
     assert scanner.scan(full=True) is idle  # a recheck that found them as they were
     rd.write_notes(runs / "e" / "20261125-100000-aaaa", add=("x",))
     assert scanner.scan(full=True)[1].tags == ("x",)  # one that found a change
+
+
+def test_a_run_listed_before_its_status_is_written_is_seen_once_it_is(tmp_path):
+    """A poll that lands between a launch making the run's folder and writing its
+    status.json: the next polls still find the run (nothing else in the lab moves)."""
+    runs = tmp_path / "runs"
+    write_run(runs, "e", "20261125-100000-aaaa")
+    scanner = rd.RunScanner(runs)
+    scanner.scan()
+    (runs / "e" / "20261125-110000-bbbb").mkdir()
+    assert len(scanner.scan()) == 1
+    assert len(scanner.scan()) == 1  # still unready: no status.json
+    rd.atomic_write_json(runs / "e" / "20261125-110000-bbbb" / rd.STATUS, {"state": "queued"})
+    assert [r.run_id for r in scanner.scan()] == ["20261125-110000-bbbb",
+                                                  "20261125-100000-aaaa"]
+    rd.update_status(runs / "e" / "20261125-110000-bbbb", state="done")
+    scanner.scan()
+    idle = scanner.scan()
+    assert scanner.scan() is idle  # ready again: an idle lab is not walked
