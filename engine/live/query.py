@@ -148,11 +148,9 @@ def run_fields(r: RunRow) -> dict:
     """What a run's terms compare: its row's figures, its summary's, its settings (once
     read: RunRow.settings) and its tags and note; `acc` is its headline figure."""
     out = {**flat("", r.settings), **flat("", r.summary)}
-    head = (r.summary or {}).get("headline", "test_acc")
     out.update(state=r.state, experiment=r.experiment, run=r.run_id, epoch=r.epoch,
                epochs=r.epochs, best_acc=r.best_acc, images_per_s=r.images_per_s,
-               elapsed=r.elapsed, eta=r.eta, tags=r.tags, note=r.note,
-               acc=(r.summary or {}).get(f"{head}_at_best", r.best_acc))
+               elapsed=r.elapsed, eta=r.eta, tags=r.tags, note=r.note, acc=r.acc)
     return out
 
 

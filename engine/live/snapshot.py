@@ -39,6 +39,15 @@ class RunRow:
     note: str = ""
     settings: Mapping | None = None  # config.toml's settings, read only once a filter asks
 
+    @property
+    def acc(self) -> float | None:
+        """The run's headline figure: once done, its summary's at the best epoch (test
+        accuracy, or k-NN accuracy for a self-supervised task); before, the best so far."""
+        if not self.summary:
+            return self.best_acc
+        return self.summary.get(f"{self.summary.get('headline', 'test_acc')}_at_best",
+                                self.best_acc)
+
 
 @dataclass(frozen=True)
 class Series:

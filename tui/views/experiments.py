@@ -62,12 +62,9 @@ def latest_cell(r) -> Text | str:
     """The latest run's state and its accuracy (the reported figure once done)."""
     if r is None:
         return "-"
-    # the run's headline figure: test accuracy, or k-NN accuracy for a self-supervised task
-    acc = (r.summary.get(r.summary.get("headline", "test_acc") + "_at_best") if r.summary
-           else r.best_acc)
     text = state_text(r.state)
-    if acc is not None:
-        text.append(f" {100 * acc:.1f}%")
+    if r.acc is not None:
+        text.append(f" {100 * r.acc:.1f}%")
     return text
 
 
