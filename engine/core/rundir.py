@@ -279,7 +279,7 @@ class RunScanner:
         self._order: list[str] | None = None  # the run dirs newest first, as last sorted
         self._last: list[Run] | None = None  # the last scan's answer
         self._live = False  # whether it held a run not finished
-        self._unready = False  # whether a run dir listed had no status.json yet
+        self._unready: list[str] = []  # run dirs listed without a status.json yet
         self._index = RunIndex.open(self.runs_dir)
         self._recheck_s = self.RECHECK_FINAL_S  # longer where a recheck costs more
 
@@ -291,12 +291,13 @@ class RunScanner:
         if full:
             self._checked = now
         dirs, moved = self._run_dirs()
-        if not (full or moved or self._live or self._unready) and self._last is not None:
-            return self._last
         # a dir listed before its status.json was written (a launch under way) is in no
-        # order yet: walk the listing again until it has one
-        relist = moved or self._unready or self._order is None
-        pairs, cache, fresh, unready = [], {}, moved, False
+        # order: the listing is walked again once it has one (a stray one costs a stat)
+        ready = any(os.path.exists(os.path.join(d, STATUS)) for d in self._unready)
+        if not (full or moved or self._live or ready) and self._last is not None:
+            return self._last
+        relist = moved or ready or self._order is None
+        pairs, cache, fresh, unready = [], {}, moved, []
         for d in dirs if relist else self._order:
             cached = self._cache.get(d)
             if cached and not full and cached[1].raw_state in FINAL_STATES:
@@ -306,7 +307,8 @@ class RunScanner:
             sig = signature(d, STATUS, NOTES)
             if sig is None:
                 fresh = fresh or cached is not None  # its status.json went
-                unready = unready or cached is None
+                if cached is None:
+                    unready.append(d)
                 continue
             run = cached[1] if cached and cached[0] == sig else \
                 load_indexed(d, self._index, self.alive, sig)
@@ -314,7 +316,9 @@ class RunScanner:
             if run is not None:
                 cache[d] = (sig, run)
                 pairs.append((d, run))
-        self._cache, self._unready = cache, unready
+        self._cache = cache
+        if relist:  # (a walk of the order alone does not visit them)
+            self._unready = unready
         if full and self._last is not None:  # a recheck (not the first reading): 10,000
             # runs about every 10 s instead of 5
             self._recheck_s = max(self.RECHECK_FINAL_S,

@@ -84,7 +84,9 @@ def test_a_run_listed_before_its_status_is_written_is_seen_once_it_is(tmp_path):
     scanner.scan()
     (runs / "e" / "20261125-110000-bbbb").mkdir()
     assert len(scanner.scan()) == 1
-    assert len(scanner.scan()) == 1  # still unready: no status.json
+    assert len(scanner.scan(full=True)) == 1  # still no status.json, a recheck between
+    (runs / "e" / "stray").mkdir()  # a folder that never gets one
+    assert len(scanner.scan()) == 1
     rd.atomic_write_json(runs / "e" / "20261125-110000-bbbb" / rd.STATUS, {"state": "queued"})
     assert [r.run_id for r in scanner.scan()] == ["20261125-110000-bbbb",
                                                   "20261125-100000-aaaa"]
