@@ -368,13 +368,15 @@ def settings_dict(s: Settings) -> dict:
 
 
 # Settings added after runs were recorded without them: such a run resumes as it was made
-# (its checkpoint holds no head BatchNorm, say), not with the new default.
-RECORDED_WITHOUT = {"dino_head_bn": False}
+# (its checkpoint holds no head BatchNorm, its key momentum was constant), not with the
+# new default. A value or a function of the recorded table.
+RECORDED_WITHOUT = {"dino_head_bn": False, "dino_freeze_last_layer": 0, "dino_clip_grad": 0.0,
+                    "moco_momentum_end": lambda t: t.get("moco_momentum", 0.99)}
 
 
 def settings_from_dict(table: dict, source: str) -> Settings:
     """Rebuild Settings from a run's config.toml [settings] table."""
     owners = option_settings()
-    table = {**{k: v for k, v in RECORDED_WITHOUT.items()
+    table = {**{k: v(table) if callable(v) else v for k, v in RECORDED_WITHOUT.items()
                 if k not in table and table.get("task") == owners[k][0]}, **table}
     return with_settings(Settings(), table, Where("[settings] ", source))

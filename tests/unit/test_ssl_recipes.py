@@ -173,13 +173,19 @@ def test_dino_loss_at_ln_of_its_prototypes_after_the_first_epoch_is_a_collapse()
     assert tasks.build(Settings(task="simclr")).collapsed(3, uniform) is None
 
 
-def test_a_dino_run_recorded_before_head_bn_resumes_without_it():
+def test_a_run_recorded_before_a_recipe_setting_resumes_as_it_was_made():
     old = settings_dict(Settings(task="dino"))
-    del old["dino_head_bn"]
-    assert settings_from_dict(old, "config.toml").dino_head_bn is False
+    for key in ("dino_head_bn", "dino_freeze_last_layer", "dino_clip_grad"):
+        del old[key]
+    s = settings_from_dict(old, "config.toml")
+    assert (s.dino_head_bn, s.dino_freeze_last_layer, s.dino_clip_grad) == (False, 0, 0.0)
+    moco = settings_dict(Settings(task="moco", moco_momentum=0.995))
+    del moco["moco_momentum_end"]  # its key momentum was constant
+    assert settings_from_dict(moco, "config.toml").moco_momentum_end == 0.995
     # another task's recorded settings are not changed by it (a rerun is not forced)
     other = settings_dict(Settings(task="simclr"))
-    del other["dino_head_bn"]
+    for key in ("dino_head_bn", "moco_momentum_end"):
+        del other[key]
     assert settings_from_dict(other, "config.toml") == Settings(task="simclr")
 
 
